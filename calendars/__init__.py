@@ -1,0 +1,1 @@
+"""iCalendar rendering and the HTTP feed server (issue 4)."""

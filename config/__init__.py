@@ -1,0 +1,1 @@
+"""Settings (pydantic-settings) and the milestone config loader/validator."""
