@@ -1,0 +1,403 @@
+"""Loading a config directory: every ``*.yaml``/``*.yml`` file, validated and merged.
+
+Problems are collected, not raised one by one: ``mocd check`` must show every
+error of every file in one run. Positions are looked up only for the errors
+there are (see :mod:`config.yaml_reader`).
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from config.errors import ConfigError, Diagnostic, PathPart, UserError, did_you_mean
+from config.schema import (
+    AnniversarySpec,
+    CalendarSpec,
+    CampaignSpec,
+    FileSpec,
+    GroupSpec,
+    MilestoneSpec,
+    UnitSpec,
+)
+from config.yaml_reader import locate, read_yaml_file
+from scheduler.expressions import At, describe
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a config object was written: the file and the YAML path inside it."""
+
+    file: str
+    path: tuple[PathPart, ...]
+
+    def problem(self, message: str, *sub: PathPart, at_key: bool = False) -> Diagnostic:
+        return Diagnostic(self.file, (*self.path, *sub), message, at_key=at_key)
+
+
+@dataclass
+class MilestoneConfig:
+    """The merged, validated config of a directory: what the date engine expands."""
+
+    calendar: CalendarSpec
+    units: dict[str, UnitSpec]
+    groups: dict[str, GroupSpec]
+    anniversaries: dict[str, AnniversarySpec]
+    campaigns: dict[str, CampaignSpec]
+    milestones: dict[str, MilestoneSpec]  # stand-alone, outside any campaign
+    sources: dict[tuple[str, ...], Source] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)
+    members: dict[str, frozenset[str]] = field(default_factory=dict)  # group (and `all`) → units
+
+    def source(self, *key: str) -> Source:
+        return self.sources[key]
+
+    def locate(self, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+        """Fill in line/column from the files' bytes (once per file that has errors)."""
+        by_file: dict[str, list[Diagnostic]] = {}
+        for d in diagnostics:
+            by_file.setdefault(d.file, []).append(d)
+        out: list[Diagnostic] = []
+        for name, items in by_file.items():
+            out.extend(locate(items, self.files[name]) if name in self.files else items)
+        return out
+
+    def resolve_units(self, ids: Iterable[str]) -> frozenset[str]:
+        """Unit ids with groups (and `all`) expanded."""
+        result: set[str] = set()
+        for item in ids:
+            if item in self.members:
+                result |= self.members[item]
+            else:
+                result.add(item)
+        return frozenset(result)
+
+
+def display_name(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def config_files(directory: Path) -> list[Path]:
+    if not directory.exists():
+        raise UserError(f"{display_name(directory)}: config directory not found")
+    if not directory.is_dir():
+        raise UserError(f"{display_name(directory)}: not a directory")
+    files = sorted(
+        p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+    )
+    if not files:
+        raise UserError(f"{display_name(directory)}: no *.yaml or *.yml files in this directory")
+    return files
+
+
+def load_config(directory: Path) -> MilestoneConfig:
+    """Read, validate and merge a directory, or raise ConfigError listing every problem."""
+    problems: list[Diagnostic] = []
+    parsed: list[tuple[str, FileSpec]] = []
+    raw_files: dict[str, bytes] = {}
+    for path in config_files(directory):
+        name = display_name(path)
+        try:
+            document = read_yaml_file(path, name)
+        except ConfigError as exc:
+            problems.extend(exc.diagnostics)
+            continue
+        raw_files[name] = document.raw
+        spec = _validate_file(name, document.data, problems)
+        if spec is not None:
+            parsed.append((name, spec))
+    config = _merge(parsed, raw_files, problems)
+    _check_references(config, problems)
+    if problems:
+        raise ConfigError(config.locate(problems))
+    return config
+
+
+def _validate_file(name: str, data: Any, problems: list[Diagnostic]) -> FileSpec | None:
+    if data is None:
+        problems.append(Diagnostic(name, (), "the file is empty (no YAML data)", 1, 1))
+        return None
+    if not isinstance(data, dict):
+        problems.append(
+            Diagnostic(
+                name, (), f"expected a mapping with top-level keys "
+                f"({', '.join(FileSpec.model_fields)}), got {describe(data)}", 1, 1,
+            )
+        )
+        return None
+    try:
+        return FileSpec.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_diagnostic(name, error) for error in exc.errors())
+        return None
+
+
+def _model_at(loc: tuple[PathPart, ...]) -> type[BaseModel] | None:
+    """The schema model a pydantic error location points into (for key suggestions)."""
+    model: Any = FileSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        model = _unwrap(info.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (tuple, list, typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _unwrap(arg)
+            if isinstance(found, type) and issubclass(found, BaseModel):
+                return found
+    return annotation
+
+
+def _diagnostic(name: str, error: ErrorDetails) -> Diagnostic:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    given = error.get("input")
+    if kind == "mocd":
+        subpath = tuple((error.get("ctx") or {}).get("subpath", ()))
+        return Diagnostic(name, (*loc, *subpath), error["msg"])
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        model = _model_at(loc[:-1])
+        known = model.model_fields.keys() if model else ()
+        aliases = [f.alias or k for k, f in model.model_fields.items()] if model else []
+        return Diagnostic(
+            name, loc, f"unknown key '{key}'{did_you_mean(key, [*known, *aliases])}", at_key=True
+        )
+    if kind == "missing":
+        return Diagnostic(name, loc[:-1], f"missing required key '{loc[-1]}'", at_key=True)
+    if kind == "literal_error":
+        expected = (error.get("ctx") or {}).get("expected", "")
+        choices = [c.strip(" '") for c in str(expected).replace(" or ", ",").split(",")]
+        hint = did_you_mean(str(given), choices) if isinstance(given, str) else ""
+        return Diagnostic(name, loc, f"expected {expected}, got {describe(given)}{hint}")
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return Diagnostic(name, loc, f"expected a mapping (key: value), got {describe(given)}")
+    if kind in ("tuple_type", "list_type"):
+        return Diagnostic(name, loc, f"expected a list, got {describe(given)}")
+    return Diagnostic(name, loc, error["msg"])
+
+
+def _merge(
+    parsed: list[tuple[str, FileSpec]], files: dict[str, bytes], problems: list[Diagnostic]
+) -> MilestoneConfig:
+    calendar: CalendarSpec | None = None
+    config = MilestoneConfig(CalendarSpec(), {}, {}, {}, {}, {}, files=files)
+    seen: dict[tuple[str, str], Source] = {}
+
+    def claim(namespace: str, ident: str, source: Source, what: str) -> bool:
+        if ident == ALL and namespace == "unit":
+            problems.append(source.problem(f"'{ALL}' is reserved for the group of all units", "id"))
+            return False
+        earlier = seen.get((namespace, ident))
+        if earlier is not None:
+            problems.append(
+                source.problem(
+                    f"duplicate id '{ident}': already a {what} in {earlier.file} "
+                    f"at {_path_text(earlier.path)}",
+                    "id",
+                )
+            )
+            return False
+        seen[(namespace, ident)] = source
+        return True
+
+    for name, spec in parsed:
+        if spec.calendar is not None:
+            if calendar is not None:
+                first = config.source("calendar")
+                problems.append(
+                    Diagnostic(name, ("calendar",), f"calendar is already set in {first.file}",
+                               at_key=True)
+                )
+            else:
+                calendar = spec.calendar
+                config.sources[("calendar",)] = Source(name, ("calendar",))
+        for i, unit in enumerate(spec.units):
+            src = Source(name, ("units", i))
+            if claim("unit", unit.id, src, "unit"):
+                config.units[unit.id] = unit
+                config.sources[("unit", unit.id)] = src
+        for i, group in enumerate(spec.groups):
+            src = Source(name, ("groups", i))
+            if claim("unit", group.id, src, "unit or group"):
+                config.groups[group.id] = group
+                config.sources[("group", group.id)] = src
+        for i, anniversary in enumerate(spec.anniversaries):
+            src = Source(name, ("anniversaries", i))
+            if claim("anniversary", anniversary.id, src, "anniversary"):
+                config.anniversaries[anniversary.id] = anniversary
+                config.sources[("anniversary", anniversary.id)] = src
+        for i, campaign in enumerate(spec.campaigns):
+            src = Source(name, ("campaigns", i))
+            if not claim("campaign", campaign.id, src, "campaign"):
+                continue
+            config.campaigns[campaign.id] = campaign
+            config.sources[("campaign", campaign.id)] = src
+            for j, milestone in enumerate(campaign.milestones):
+                msrc = Source(name, ("campaigns", i, "milestones", j))
+                if claim(f"milestone:{campaign.id}", milestone.id, msrc, "milestone"):
+                    config.sources[("milestone", campaign.id, milestone.id)] = msrc
+        for i, milestone in enumerate(spec.milestones):
+            src = Source(name, ("milestones", i))
+            if claim("milestone", milestone.id, src, "milestone"):
+                config.milestones[milestone.id] = milestone
+                config.sources[("milestone", "", milestone.id)] = src
+    if calendar is not None:
+        config.calendar = calendar
+    members: dict[str, set[str]] = {g: set(spec.members) for g, spec in config.groups.items()}
+    for unit in config.units.values():
+        for group in unit.groups:
+            members.setdefault(group, set()).add(unit.id)
+    config.members = {g: frozenset(m) for g, m in members.items() if g in config.groups}
+    config.members[ALL] = frozenset(config.units)
+    return config
+
+
+def _path_text(path: tuple[PathPart, ...]) -> str:
+    from config.errors import format_path
+
+    return format_path(path)
+
+
+def _check_references(config: MilestoneConfig, problems: list[Diagnostic]) -> None:
+    units = config.units
+    targets = set(units) | set(config.groups) | {ALL}
+
+    def unit_ref(src: Source, value: str | None, *sub: PathPart) -> None:
+        if value is not None and value not in units:
+            kind = "a group; name a unit here" if value in config.groups else "unknown unit"
+            hint = "" if value in config.groups else did_you_mean(value, units)
+            problems.append(src.problem(f"'{value}': {kind}{hint}", *sub))
+
+    def target_refs(src: Source, values: Iterable[str], key: str) -> None:
+        for i, value in enumerate(values):
+            if value not in targets:
+                problems.append(
+                    src.problem(f"unknown unit or group '{value}'{did_you_mean(value, targets)}",
+                                key, i)
+                )
+
+    for uid, unit in units.items():
+        src = config.source("unit", uid)
+        unit_ref(src, unit.parent, "parent")
+        unit_ref(src, unit.successor, "successor")
+        for i, group in enumerate(unit.groups):
+            if group not in config.groups:
+                problems.append(
+                    src.problem(f"unknown group '{group}'{did_you_mean(group, config.groups)}",
+                                "groups", i)
+                )
+        if unit.successor is not None and unit.until is None:
+            problems.append(src.problem("a successor needs 'until' (the day the unit ceased)",
+                                        "successor"))
+    _check_succession(config, problems)
+    for gid, group in config.groups.items():
+        src = config.source("group", gid)
+        for i, member in enumerate(group.members):
+            if member not in units:
+                what = "a group (groups list units)" if member in config.groups else "unknown unit"
+                problems.append(
+                    src.problem(f"'{member}': {what}{did_you_mean(member, units)}", "members", i)
+                )
+    for aid, anniversary in config.anniversaries.items():
+        target_refs(config.source("anniversary", aid), anniversary.units, "units")
+    for cid, campaign in config.campaigns.items():
+        src = config.source("campaign", cid)
+        unit_ref(src, campaign.owner, "owner")
+        target_refs(src, campaign.units, "units")
+        if campaign.celebrates is not None and campaign.celebrates not in config.anniversaries:
+            problems.append(
+                src.problem(
+                    f"unknown anniversary '{campaign.celebrates}'"
+                    f"{did_you_mean(campaign.celebrates, config.anniversaries)}",
+                    "celebrates",
+                )
+            )
+        for milestone in campaign.milestones:
+            key = ("milestone", cid, milestone.id)
+            if key in config.sources:
+                _check_milestone(config.sources[key], milestone, unit_ref, target_refs, problems)
+    for mid, milestone in config.milestones.items():
+        src = config.source("milestone", "", mid)
+        _check_milestone(src, milestone, unit_ref, target_refs, problems)
+        if not milestone.units and milestone.lead is None:
+            problems.append(
+                src.problem("a stand-alone milestone must name 'units' or 'lead'", "id")
+            )
+
+
+def _check_milestone(src: Source, milestone: MilestoneSpec, unit_ref: Any, target_refs: Any,
+                     problems: list[Diagnostic]) -> None:
+    unit_ref(src, milestone.lead, "lead")
+    unit_ref(src, milestone.submit_to, "submit_to")
+    target_refs(src, milestone.units or (), "units")
+    target_refs(src, milestone.cc, "cc")
+    if milestone.reminders and not isinstance(milestone.when, At):
+        for i, offset in enumerate(milestone.reminders):
+            if offset.unit == "h":
+                problems.append(
+                    src.problem(f"'{offset.text}': hour offsets need a timed milestone "
+                                "(when: 2024-06-20 08:00)", "reminders", i)
+                )
+    if milestone.duration is not None and not isinstance(milestone.when, At):
+        problems.append(src.problem("duration needs a start time (when: 2024-06-20 08:00)",
+                                    "duration"))
+
+
+def _check_succession(config: MilestoneConfig, problems: list[Diagnostic]) -> None:
+    reported: set[str] = set()
+    for start in config.units:
+        chain = [start]
+        current = config.units[start].successor
+        while current is not None and current in config.units:
+            if current in chain:
+                cycle = [*chain[chain.index(current):], current]
+                if not reported & set(cycle):
+                    problems.append(
+                        config.source("unit", start).problem(
+                            "unit succession forms a cycle: " + " → ".join(cycle), "successor"
+                        )
+                    )
+                    reported.update(cycle)
+                break
+            chain.append(current)
+            current = config.units[current].successor
+
+
+def successor_on(config: MilestoneConfig, unit: str, day: Any) -> str | None:
+    """The unit that receives an occurrence of ``day`` in place of ``unit`` (SPEC §4.3)."""
+    seen = set()
+    current: str | None = unit
+    while current is not None and current not in seen:
+        seen.add(current)
+        spec = config.units.get(current)
+        if spec is None or spec.until is None or day <= spec.until:
+            return current
+        current = spec.successor
+    return None
+
+
+def unit_names(config: MilestoneConfig) -> Mapping[str, str]:
+    return {uid: u.name for uid, u in config.units.items()}

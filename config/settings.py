@@ -1,0 +1,212 @@
+"""Settings (SPEC §3): ``mocd.toml`` plus ``MOCD_*`` environment variables; env wins.
+
+Every setting has a working default, so ``mocd run --config examples/`` needs
+no file at all. This one schema drives the defaults, the validation and the
+README's table.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from config.errors import UserError, format_path
+from scheduler.dates import DateTextError, parse_duration, parse_time_of_day
+from scheduler.offsets import Offset, parse_offset
+
+DEFAULT_SETTINGS_FILE = Path("/etc/mocd/mocd.toml")
+
+
+def _offsets(value: Any) -> Any:
+    if isinstance(value, str):  # MOCD_REMINDERS__DEADLINE=14d,3d
+        value = [part for part in value.replace("[", "").replace("]", "").split(",") if part]
+    if isinstance(value, list | tuple):
+        return tuple(
+            v if isinstance(v, Offset) else parse_offset(str(v).strip(" '\"")) for v in value
+        )
+    return value
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except DateTextError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+def _time_of_day(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_time_of_day(value)
+        except DateTextError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+Offsets = Annotated[tuple[Offset, ...], BeforeValidator(_offsets)]
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+TimeOfDay = Annotated[time, BeforeValidator(_time_of_day)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8470, ge=0, le=65535)
+    public_feeds: bool = False
+
+
+class MailSettings(_Section):
+    url: str = ""
+    sender: str = "mocd <mocd@localhost>"
+    admin: str = ""
+    concurrency: int = Field(4, ge=1, le=64)
+    rate_per_minute: int = Field(0, ge=0)
+    max_attempts: int = Field(8, ge=1)
+
+
+class ReminderSettings(_Section):
+    time_of_day: TimeOfDay = time(7, 30)
+    deadline: Offsets = (parse_offset("14d"), parse_offset("3d"), parse_offset("1d"),
+                         parse_offset("0d"))
+    event: Offsets = (parse_offset("7d"), parse_offset("1d"))
+    anniversary: Offsets = (parse_offset("90d"), parse_offset("30d"), parse_offset("7d"))
+    catch_up: Duration = timedelta(days=2)
+    overdue: Offsets = (parse_offset("1d"), parse_offset("7d"))
+
+    def defaults_for(self, kind: str) -> tuple[Offset, ...]:
+        """Default offsets per occurrence kind; a campaign period counts as an event."""
+        if kind == "deadline":
+            return self.deadline
+        if kind == "anniversary":
+            return self.anniversary
+        return self.event
+
+
+class DigestSettings(_Section):
+    cron: str = "30 7 * * mon"
+    horizon: Duration = timedelta(days=14)
+
+
+class FeedSettings(_Section):
+    past: Duration = timedelta(days=365)
+    future: Duration = timedelta(days=3650)
+    refresh: str = "PT6H"
+    alarms: bool = False
+
+
+_settings_file: ContextVar[Path | None] = ContextVar("mocd_settings_file", default=None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MOCD_",
+        env_nested_delimiter="__",
+        extra="ignore",  # other MOCD_* variables (MOCD_SETTINGS, test switches) are not settings
+        frozen=True,
+    )
+
+    config_dir: Path = Path("/etc/mocd/milestones")
+    state_dir: Path = Path("./var")
+    database_url: str = ""
+    timezone: str = "Asia/Ho_Chi_Minh"
+    language: Literal["vi", "en"] = "vi"
+    public_url: str = "http://127.0.0.1:8470"
+    uid_domain: str = "mocd.local"
+    templates_dir: Path | None = None
+    http: HttpSettings = HttpSettings()
+    mail: MailSettings = MailSettings()
+    reminders: ReminderSettings = ReminderSettings()
+    digest: DigestSettings = DigestSettings()
+    feeds: FeedSettings = FeedSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}'") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir}/mocd.sqlite3"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _settings_file.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def settings_path(explicit: Path | None) -> Path | None:
+    """``--settings``, else ``MOCD_SETTINGS``, else ``/etc/mocd/mocd.toml`` if present."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("MOCD_SETTINGS")
+    if env:
+        return Path(env)
+    return DEFAULT_SETTINGS_FILE if DEFAULT_SETTINGS_FILE.is_file() else None
+
+
+@contextmanager
+def _reading(path: Path | None) -> Iterator[None]:
+    token = _settings_file.set(path)
+    try:
+        yield
+    finally:
+        _settings_file.reset(token)
+
+
+def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from file + env (+ overrides from the command line), or a one-line UserError."""
+    path = settings_path(explicit)
+    if path is not None and not path.is_file():
+        raise UserError(f"{path}: settings file not found")
+    where = str(path) if path else "settings"
+    try:
+        with _reading(path):
+            return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{where}: not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown setting"
+            problems.append(f"{format_path(error['loc'])}: {message}")
+        raise UserError(f"{where}: " + "; ".join(problems)) from None

@@ -1,0 +1,319 @@
+"""Reading YAML fast, and finding line/column marks only when an error needs them.
+
+National-scale configs (100k milestones, ~17 MB) take PyYAML's C loader ~16 s;
+rapidyaml parses them in well under a second. So valid files take the fast path
+(rapidyaml → its JSON emitter → ``json.loads``), and positions are computed
+afterwards, only for the paths that have an error, by re-parsing that one file
+in place and turning a scalar's address in the buffer into a line and column.
+
+Every scalar stays text (``parse_int=str``): YAML 1.1's resolvers turn ``no``
+into False and raise a bare ``ValueError`` on ``2023-02-30``; here the schema
+parses dates, numbers and booleans itself and reports them with a position.
+Only ``true``/``false``/``null`` arrive typed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path as FsPath
+from typing import Any
+
+import ryml
+
+from config.errors import ConfigError, Diagnostic, Path, PathPart
+
+_STDERR_LOCK = threading.Lock()
+_RYML_ERROR = re.compile(r"line=(\d+) col=(\d+)[^:]*: ERROR: \[\w+\] (.*)")
+_RYML_VISIT_ERROR = re.compile(r"ERROR: \[visit\] (.*)")
+
+
+@dataclass(frozen=True)
+class YamlFile:
+    """One parsed file: its data (dicts, lists, text) and its bytes for later positions."""
+
+    display: str
+    data: Any
+    raw: bytes
+
+
+class _DuplicateKeyError(Exception):
+    pass
+
+
+@contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Collect what rapidyaml's C++ error handler prints on fd 2 instead of showing it.
+
+    The Python binding raises an exception with an empty message and prints the
+    real one (with line and column) to the process's stderr; we want that text in
+    our one-line error, and nothing on the user's terminal.
+    """
+    captured: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode("utf-8", errors="replace"))
+
+
+def _parse_tree(raw: bytes | bytearray, display: str, *, in_place: bool = False) -> Any:
+    with _captured_stderr() as captured:
+        try:
+            if in_place:
+                assert isinstance(raw, bytearray)
+                tree = ryml.parse_in_place(raw)
+            else:
+                tree = ryml.parse_in_arena(raw)
+            if not in_place:
+                tree.resolve()
+        except Exception:  # rapidyaml raises bare exceptions; the text went to stderr
+            failed = True
+        else:
+            failed = False
+    if failed:
+        text = captured[0] if captured else ""
+        match = _RYML_ERROR.search(text)
+        if match:
+            line, col, message = int(match[1]), int(match[2]), match[3].strip()
+            raise ConfigError(
+                [Diagnostic(display, (), f"not valid YAML: {message}", line, max(col, 1))]
+            )
+        visit = _RYML_VISIT_ERROR.search(text)
+        message = visit[1].strip() if visit else "the YAML parser rejected it"
+        raise ConfigError([Diagnostic(display, (), f"not valid YAML: {message}", 1, 1)])
+    return tree
+
+
+def _decode(raw: bytes, display: str) -> bytes:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column = _line_column(raw, exc.start)
+        raise ConfigError(
+            [
+                Diagnostic(
+                    display,
+                    (),
+                    f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8",
+                    line,
+                    column,
+                )
+            ]
+        ) from None
+    return raw
+
+
+def _line_column(raw: bytes, offset: int) -> tuple[int, int]:
+    line = raw.count(b"\n", 0, offset) + 1
+    start = raw.rfind(b"\n", 0, offset) + 1
+    column = len(raw[start:offset].decode("utf-8", errors="replace")) + 1
+    return line, column
+
+
+def read_yaml_file(path: FsPath, display: str) -> YamlFile:
+    """Parse one file, raising :class:`ConfigError` (with a position) for anything not YAML."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([Diagnostic(display, (), f"cannot read: {exc.strerror}", 1, 1)]) from None
+    return parse_yaml(raw, display)
+
+
+def parse_yaml(raw: bytes, display: str) -> YamlFile:
+    raw = _decode(raw, display)
+    tree = _parse_tree(raw, display)
+    root = tree.root_id()
+    if tree.is_stream(root):
+        docs = tree.num_children(root)
+        if docs > 1:
+            raise ConfigError(
+                [Diagnostic(display, (), f"{docs} YAML documents ('---'); use one per file", 1, 1)]
+            )
+    emitted = ryml.emit_json(tree)
+    if emitted is None:
+        return YamlFile(display, None, raw)
+    try:
+        data = json.loads(
+            emitted,
+            parse_int=str,
+            parse_float=str,
+            parse_constant=str,
+            object_pairs_hook=_no_duplicates,
+        )
+    except (ValueError, _DuplicateKeyError):
+        # Scalars the JSON emitter writes bare (`+5`) or duplicate keys: walk the
+        # tree instead, which keeps every scalar as text and names duplicate paths.
+        try:
+            data = _Walker(tree, display).build()
+        except ConfigError as exc:
+            raise ConfigError(locate(exc.diagnostics, raw)) from None
+    if isinstance(data, list) and tree.is_stream(root):
+        data = data[0] if data else None
+    return YamlFile(display, data, raw)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = {key: None if value == "~" else value for key, value in pairs}  # `~` is null
+    if len(result) != len(pairs):
+        raise _DuplicateKeyError
+    return result
+
+
+class _Walker:
+    """The slow, exact conversion: every scalar as text, duplicate keys reported."""
+
+    def __init__(self, tree: Any, display: str) -> None:
+        self.tree = tree
+        self.display = display
+        self.duplicates: list[Path] = []
+
+    def build(self) -> Any:
+        data = self._node(self.tree.root_id(), ())
+        if self.duplicates:
+            raise ConfigError(
+                Diagnostic(self.display, p, f"duplicate key '{p[-1]}'", at_key=True)
+                for p in self.duplicates
+            )
+        return data
+
+    def _node(self, node: int, path: Path) -> Any:
+        t = self.tree
+        if t.is_map(node):
+            result: dict[str, Any] = {}
+            child = t.first_child(node)
+            while child != ryml.NONE:
+                key = bytes(t.key(child)).decode()
+                if key in result:
+                    self.duplicates.append((*path, key))
+                result[key] = self._node(child, (*path, key))
+                child = t.next_sibling(child)
+            return result
+        if t.is_seq(node) or t.is_stream(node):
+            items: list[Any] = []
+            child = t.first_child(node)
+            while child != ryml.NONE:
+                items.append(self._node(child, (*path, len(items))))
+                child = t.next_sibling(child)
+            return items
+        if t.is_doc(node) and not t.has_val(node):
+            return None
+        if t.val_is_null(node):
+            return None
+        text = bytes(t.val(node)).decode()
+        if t.is_val_plain(node) and text in ("true", "false"):
+            return text == "true"
+        return text
+
+
+class _PyBuffer(ctypes.Structure):
+    _fields_ = [
+        ("buf", ctypes.c_void_p),
+        ("obj", ctypes.py_object),
+        ("len", ctypes.c_ssize_t),
+        ("itemsize", ctypes.c_ssize_t),
+        ("readonly", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("format", ctypes.c_char_p),
+        ("shape", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("suboffsets", ctypes.c_void_p),
+        ("internal", ctypes.c_void_p),
+    ]
+
+
+def _address(view: Any) -> int:
+    """The memory address a buffer (a memoryview rapidyaml returns) points at."""
+    buffer = _PyBuffer()
+    ctypes.pythonapi.PyObject_GetBuffer(ctypes.py_object(view), ctypes.byref(buffer), 0)
+    try:
+        return int(buffer.buf or 0)
+    finally:
+        ctypes.pythonapi.PyBuffer_Release(ctypes.byref(buffer))
+
+
+class PositionIndex:
+    """Line/column of YAML paths in one file, computed on demand by an in-place re-parse."""
+
+    def __init__(self, raw: bytes, display: str) -> None:
+        self.raw = raw
+        self._buffer = bytearray(raw)
+        self._base = _address(memoryview(self._buffer))
+        self._tree = _parse_tree(self._buffer, display, in_place=True)
+
+    def locate(self, path: Sequence[PathPart], *, at_key: bool = False) -> tuple[int, int]:
+        t = self._tree
+        node = t.root_id()
+        if t.is_stream(node) and t.has_children(node):
+            node = t.first_child(node)
+        for part in path:
+            child = self._child(node, part)
+            if child is None:
+                break
+            node = child
+        else:
+            return self._position(node, at_key=at_key)
+        return self._position(node, at_key=True)
+
+    def _child(self, node: int, part: PathPart) -> int | None:
+        t = self._tree
+        if isinstance(part, int):
+            if t.is_seq(node) and 0 <= part < t.num_children(node):
+                return int(t.child(node, part))
+            return None
+        found = None
+        if t.is_map(node):  # the last of duplicate keys is the one that counts
+            child = t.first_child(node)
+            while child != ryml.NONE:
+                if bytes(t.key(child)).decode() == part:
+                    found = int(child)
+                child = t.next_sibling(child)
+        return found
+
+    def _position(self, node: int, *, at_key: bool) -> tuple[int, int]:
+        t = self._tree
+        views = []
+        if not at_key and t.has_val(node) and len(t.val(node)):
+            views.append(t.val(node))
+        if t.has_key(node) and len(t.key(node)):
+            views.append(t.key(node))
+        if not views and t.has_children(node):
+            return self._position(t.first_child(node), at_key=True)
+        for view in views:
+            offset = _address(view) - self._base
+            if 0 <= offset <= len(self.raw):
+                return _line_column(self.raw, offset)
+        return 1, 1
+
+
+def locate(diagnostics: Sequence[Diagnostic], raw: bytes) -> list[Diagnostic]:
+    """Fill in the line and column of the diagnostics of one file that have none yet."""
+    todo = [d for d in diagnostics if d.line == 0]
+    if not todo:
+        return list(diagnostics)
+    display = todo[0].file
+    try:
+        index = PositionIndex(raw, display)
+    except ConfigError:
+        return [replace(d, line=1, column=1) if d.line == 0 else d for d in diagnostics]
+    located = []
+    for d in diagnostics:
+        if d.line == 0:
+            line, column = index.locate(d.path, at_key=d.at_key)
+            d = replace(d, line=line, column=column)
+        located.append(d)
+    return located
