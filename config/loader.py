@@ -268,8 +268,8 @@ def _merge(
         config.calendar = calendar
     members: dict[str, set[str]] = {g: set(spec.members) for g, spec in config.groups.items()}
     for unit in config.units.values():
-        for group in unit.groups:
-            members.setdefault(group, set()).add(unit.id)
+        for group_id in unit.groups:
+            members.setdefault(group_id, set()).add(unit.id)
     config.members = {g: frozenset(m) for g, m in members.items() if g in config.groups}
     config.members[ALL] = frozenset(config.units)
     return config
@@ -313,9 +313,9 @@ def _check_references(config: MilestoneConfig, problems: list[Diagnostic]) -> No
             problems.append(src.problem("a successor needs 'until' (the day the unit ceased)",
                                         "successor"))
     _check_succession(config, problems)
-    for gid, group in config.groups.items():
+    for gid, group_spec in config.groups.items():
         src = config.source("group", gid)
-        for i, member in enumerate(group.members):
+        for i, member in enumerate(group_spec.members):
             if member not in units:
                 what = "a group (groups list units)" if member in config.groups else "unknown unit"
                 problems.append(

@@ -64,6 +64,8 @@ def _title(value: Any) -> str:
 
 
 def _date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
     if not isinstance(value, str):
         raise _fail(f"expected a date like 2024-06-20, got {describe(value)}")
     try:
@@ -172,7 +174,7 @@ class HolidayRange(Spec):
 def _holiday(value: Any) -> HolidayRange:
     """A date, or ``{from, to, name}``; parsed by hand to keep error paths exact."""
     if not isinstance(value, dict):
-        return HolidayRange(start=_date(value))
+        return HolidayRange.model_validate({"from": _date(value)})
     for key in value:
         if key not in ("from", "to", "name"):
             raise _fail(f"unknown key '{key}'{did_you_mean(key, ('from', 'to', 'name'))}", (key,))
@@ -185,7 +187,7 @@ def _holiday(value: Any) -> HolidayRange:
                 fields[key] = parse(value[key])
             except PydanticCustomError as exc:
                 raise _fail(exc.message(), (key,)) from None
-    result = HolidayRange(start=fields["from"], to=fields.get("to"), name=fields.get("name", ""))
+    result = HolidayRange.model_validate(fields)
     if result.to is not None and result.to < result.start:
         raise _fail("'to' is before 'from'", ("to",))
     return result

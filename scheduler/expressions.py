@@ -241,7 +241,7 @@ def _check_keys(raw: Mapping[str, object], allowed: tuple[str, ...], form: str,
             raise ExprError(f"{form} needs '{key}'")
 
 
-def _ordered(first: tuple[int, ...] | int, last: tuple[int, ...] | int) -> None:
+def _ordered(first: tuple[int, ...], last: tuple[int, ...]) -> None:
     if last < first:
         raise ExprError("'until' is before 'from'", ("until",))
 
@@ -276,7 +276,7 @@ def parse_expr(raw: object) -> DateExpr:
         _check_keys(raw, ("yearly", "from", "until"), "a yearly date", ("from", "until"))
         month, day = _month_day(raw["yearly"], "yearly", lunar=False)
         first, last = _year(raw["from"], "from"), _year(raw["until"], "until")
-        _ordered(first, last)
+        _ordered((first,), (last,))
         return Yearly(month, day, first, last)
     if "monthly" in keys:
         _check_keys(raw, ("monthly", "from", "until"), "a monthly date", ("from", "until"))
@@ -298,7 +298,7 @@ def parse_expr(raw: object) -> DateExpr:
         _check_keys(raw, ("lunar", "from", "until"), "a lunar date", ("from", "until"))
         month, day = _month_day(raw["lunar"], "lunar", lunar=True)
         first, last = _year(raw["from"], "from"), _year(raw["until"], "until")
-        _ordered(first, last)
+        _ordered((first,), (last,))
         return LunarYearly(month, day, first, last)
     known = ("before", "after", "start", "end", "yearly", "monthly", "quarterly", "lunar")
     first_key = next(iter(raw), "")

@@ -34,6 +34,5 @@ def parse_offset(text: str) -> Offset:
         raise ValueError(
             f"expected a reminder offset like 14d, 2w, 3wd (working days), 2h or 0d, got '{text}'"
         )
-    unit = m[2]
-    assert unit in ("d", "w", "wd", "h")
+    unit: OffsetUnit = "wd" if m[2] == "wd" else "w" if m[2] == "w" else "h" if m[2] == "h" else "d"
     return Offset(int(m[1]), unit, compact)

@@ -1,0 +1,85 @@
+"""Reminder planning (SPEC §5, first bullet): when each unit is reminded of what.
+
+Pure: occurrences and settings in, planned reminders out. The daemon turns
+these into outbox rows; ``mocd reminders`` prints them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from config.schema import UnitSpec
+from config.settings import ReminderSettings
+from scheduler.occurrences import Occurrence
+from scheduler.offsets import Offset
+from scheduler.working_days import WorkingCalendar
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedReminder:
+    uid: str
+    unit: str
+    offset: Offset
+    fire_at: datetime  # aware, in the deployment's zone
+
+    def sort_key(self) -> tuple[datetime, str, str]:
+        return (self.fire_at, self.uid, self.unit)
+
+
+def fire_time(occurrence: Occurrence, offset: Offset, calendar: WorkingCalendar,
+              at: time, tz: ZoneInfo) -> datetime | None:
+    """When a reminder fires; None for an hour offset on an all-day occurrence.
+
+    ``Nh`` fires N hours before a timed start, at that time. Otherwise the
+    reminder fires at ``at`` on the day minus the offset, moved back to the
+    previous working day (``Nwd`` counts working days, so it is one already).
+    """
+    if offset.unit == "h":
+        start = occurrence.span.start_at
+        if start is None:
+            return None
+        return (start - timedelta(hours=offset.amount)).replace(tzinfo=tz)
+    day: date
+    if offset.unit == "wd":
+        day = calendar.add_working_days(occurrence.day, -offset.amount)
+    else:
+        day = calendar.previous_working_day(occurrence.day - timedelta(days=offset.days))
+    return datetime.combine(day, at, tzinfo=tz)
+
+
+def plan_reminders(
+    occurrences: Iterable[Occurrence],
+    units: Mapping[str, UnitSpec],
+    calendar: WorkingCalendar,
+    settings: ReminderSettings,
+    tz: ZoneInfo,
+) -> list[PlannedReminder]:
+    """Every reminder the config implies, past ones included, sorted (fire_at, uid, unit).
+
+    Units without email get none (their feed still shows everything); cancelled
+    occurrences get none. Two offsets that land on the same moment for the same
+    occurrence (``1d`` and ``3d`` before a Monday both fire on Friday) are one
+    reminder: the first offset written wins.
+    """
+    planned: list[PlannedReminder] = []
+    for occurrence in occurrences:
+        if occurrence.cancelled:
+            continue
+        recipients = [u for u in occurrence.units if u in units and units[u].email]
+        if not recipients:
+            continue
+        offsets = occurrence.reminders
+        if offsets is None:
+            offsets = settings.defaults_for(occurrence.kind)
+        seen: set[datetime] = set()
+        for offset in offsets:
+            fire_at = fire_time(occurrence, offset, calendar, settings.time_of_day, tz)
+            if fire_at is None or fire_at in seen:
+                continue
+            seen.add(fire_at)
+            planned.extend(PlannedReminder(occurrence.uid, u, offset, fire_at) for u in recipients)
+    planned.sort(key=PlannedReminder.sort_key)
+    return planned

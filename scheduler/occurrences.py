@@ -1,0 +1,100 @@
+"""Occurrences: the dated things expansion produces, each with a stable UID."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from scheduler.anniversaries import AnniversaryClass, decree_111_note
+from scheduler.dates import Span
+from scheduler.offsets import Offset
+
+OccurrenceKind = Literal["deadline", "event", "period", "anniversary"]
+
+
+@dataclass(frozen=True, slots=True)
+class AnniversaryInfo:
+    id: str
+    n: int
+    cls: AnniversaryClass
+    origin: date
+    founding: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One dated item. ``span`` is final: working-day moves are already applied.
+
+    A deadline's span is its due day (``due``), the written span kept as
+    ``window``. ``units`` are the recipients (reminded when they have email),
+    resolved from groups and unit succession and sorted; ``cc`` see it in
+    their feeds only.
+    """
+
+    uid: str
+    title: str
+    kind: OccurrenceKind
+    span: Span
+    units: tuple[str, ...]
+    due: date | None = None
+    window: tuple[date, date] | None = None
+    campaign: str | None = None
+    milestone: str | None = None
+    key: str | None = None  # the period key of a recurring milestone ("2024", "2024-03", …)
+    lead: str | None = None
+    cc: tuple[str, ...] = ()
+    submit_to: str | None = None
+    anniversary: AnniversaryInfo | None = None
+    title_en: str | None = None
+    reminders: tuple[Offset, ...] | None = None  # None: the kind's defaults from settings
+    description: str = ""
+    location: str = ""
+    url: str = ""
+    document: str = ""
+    celebrates: str | None = None  # the anniversary the occurrence's campaign celebrates
+    cancelled: bool = False
+
+    @property
+    def first(self) -> date:
+        return self.span.first
+
+    @property
+    def last(self) -> date:
+        return self.span.last
+
+    @property
+    def all_day(self) -> bool:
+        return self.span.start_at is None
+
+    @property
+    def day(self) -> date:
+        """The day reminders count back from: the due day, or the first day."""
+        return self.due if self.due is not None else self.span.first
+
+    def title_in(self, language: str) -> str:
+        return self.title_en if language == "en" and self.title_en else self.title
+
+    def note(self, language: str) -> str | None:
+        if self.anniversary is not None and self.anniversary.founding:
+            return decree_111_note(self.anniversary.cls, language)
+        return None
+
+    def start_value(self, tz: ZoneInfo) -> date | datetime:
+        if self.span.start_at is None:
+            return self.span.first
+        return self.span.start_at.replace(tzinfo=tz)
+
+    def end_value(self, tz: ZoneInfo) -> date | datetime:
+        if self.span.end_at is None:
+            return self.span.last
+        return self.span.end_at.replace(tzinfo=tz)
+
+    def overlaps(self, first: date, last: date) -> bool:
+        return self.span.first <= last and self.span.last >= first
+
+    def sort_key(self) -> tuple[date, int, datetime, str]:
+        """Start, then UID (SPEC §8): all-day items before timed ones of the same day."""
+        start = self.span.start_at
+        return (self.span.first, 0 if start is None else 1, start or datetime.min, self.uid)
