@@ -1,0 +1,230 @@
+"""The ``mocd`` command line (SPEC §8).
+
+Exit codes: 0 ok, 1 invalid input, 2 usage, 3 runtime failure. User errors are
+printed as one line each on stderr; a traceback means a bug (or ``--debug``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from config.errors import UserError, did_you_mean
+from config.loader import MilestoneConfig, load_config
+from config.settings import Settings, load_settings
+from notifications.planning import PlannedReminder, plan_reminders
+from scheduler.agenda import agenda_json, agenda_text, json_lines, reminder_record, reminders_text
+from scheduler.clock import Clock, SystemClock, today
+from scheduler.dates import DateTextError, parse_date
+from scheduler.expand import Window, expand, working_calendar
+from scheduler.occurrences import Occurrence
+
+EXIT_RUNTIME = 3
+
+
+@dataclass
+class Context:
+    settings_file: Path | None = None
+    debug: bool = False
+    clock: Clock = field(default_factory=SystemClock)
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.settings_file)
+        return self._settings
+
+
+@dataclass
+class Plan:
+    """A loaded config and its expansion over a date range (what the listings print)."""
+
+    config: MilestoneConfig
+    occurrences: list[Occurrence]
+    first: date
+    last: date
+
+
+def _date_option(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return parse_date(value)
+    except DateTextError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def _plan(ctx: Context, config_dir: Path | None, start: str | None, end: str | None) -> Plan:
+    settings = ctx.settings
+    now = today(ctx.clock, settings.tz)
+    first = _date_option(start, "--from") or now - settings.feeds.past
+    last = _date_option(end, "--to") or now + settings.feeds.future
+    if last < first:
+        raise click.BadParameter("--to is before --from", param_hint="--to")
+    config = load_config(config_dir or settings.config_dir)
+    occurrences = expand(config, Window(first, last), settings.uid_domain)
+    return Plan(config, occurrences, first, last)
+
+
+def _check_unit(config: MilestoneConfig, unit: str | None) -> None:
+    if unit is not None and unit not in config.units:
+        raise UserError(f"unknown unit '{unit}'{did_you_mean(unit, config.units)}")
+
+
+def _emit(lines: Iterable[str]) -> None:
+    out = sys.stdout
+    for line in lines:
+        out.write(line)
+        out.write("\n")
+
+
+config_option = click.option(
+    "--config", "config_dir", type=click.Path(path_type=Path), default=None,
+    help="Directory of milestone YAML files (default: the config_dir setting).",
+)
+range_options = [
+    click.option("--unit", default=None, help="Only what concerns this unit id."),
+    click.option("--from", "start", default=None, metavar="YYYY-MM-DD",
+                 help="First day (default: today − feeds.past)."),
+    click.option("--to", "end", default=None, metavar="YYYY-MM-DD",
+                 help="Last day (default: today + feeds.future)."),
+    click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                 show_default=True),
+]
+
+
+def with_range(func: Any) -> Any:
+    for option in reversed(range_options):
+        func = option(func)
+    return config_option(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--settings", "settings_file", type=click.Path(path_type=Path), default=None,
+              envvar="MOCD_SETTINGS", help="Settings file (default: /etc/mocd/mocd.toml).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="mocd")
+@click.pass_context
+def cli(click_ctx: click.Context, settings_file: Path | None, debug: bool) -> None:
+    """mocd — deadlines, events and anniversaries of Vietnamese public offices, on time."""
+    ctx = click_ctx.ensure_object(Context)
+    ctx.settings_file = settings_file
+    ctx.debug = debug
+
+
+@cli.command()
+@config_option
+@click.pass_obj
+def check(ctx: Context, config_dir: Path | None) -> None:
+    """Validate the config; print every error as FILE:LINE:COL: PATH: message."""
+    settings = ctx.settings
+    directory = config_dir or settings.config_dir
+    plan = _plan(ctx, directory, None, None)
+    calendar = working_calendar(plan.config)
+    reminders = plan_reminders(plan.occurrences, plan.config.units, calendar,
+                               settings.reminders, settings.tz)
+    c = plan.config
+    click.echo(
+        f"{directory}: OK — {len(c.files)} files, {len(c.units)} units, {len(c.groups)} groups, "
+        f"{len(c.campaigns)} campaigns, {len(c.anniversaries)} anniversaries; "
+        f"{len(plan.occurrences)} occurrences and {len(reminders)} reminders "
+        f"from {plan.first} to {plan.last}"
+    )
+
+
+def _selected(plan: Plan, unit: str | None) -> Iterator[Occurrence]:
+    for o in plan.occurrences:
+        if not o.overlaps(plan.first, plan.last):
+            continue
+        if unit is not None and unit not in o.units and unit not in o.cc:
+            continue
+        yield o
+
+
+@cli.command()
+@with_range
+@click.pass_obj
+def agenda(ctx: Context, config_dir: Path | None, unit: str | None, start: str | None,
+           end: str | None, fmt: str) -> None:
+    """List occurrences overlapping a date range (text for people, JSON for scripts)."""
+    settings = ctx.settings
+    plan = _plan(ctx, config_dir, start, end)
+    _check_unit(plan.config, unit)
+    selected = _selected(plan, unit)
+    if fmt == "json":
+        _emit(agenda_json(selected, settings.tz, settings.language))
+    else:
+        names = {uid: u.name for uid, u in plan.config.units.items()}
+        _emit(agenda_text(selected, names, settings.language))
+
+
+@cli.command()
+@with_range
+@click.pass_obj
+def reminders(ctx: Context, config_dir: Path | None, unit: str | None, start: str | None,
+              end: str | None, fmt: str) -> None:
+    """List the reminders the config plans (a plan, not a queue: past ones included)."""
+    settings = ctx.settings
+    first = _date_option(start, "--from")
+    last = _date_option(end, "--to")
+    # Reminders fire before their occurrence: expand far enough ahead to catch them.
+    lookahead = max((o.days for o in (*settings.reminders.deadline, *settings.reminders.event,
+                                      *settings.reminders.anniversary)), default=0)
+    plan = _plan(ctx, config_dir, start,
+                 None if last is None else (last + timedelta(days=lookahead + 400)).isoformat())
+    _check_unit(plan.config, unit)
+    planned = plan_reminders(plan.occurrences, plan.config.units, working_calendar(plan.config),
+                             settings.reminders, settings.tz)
+    lo = first or plan.first
+    hi = last or plan.last
+    chosen: list[PlannedReminder] = [
+        r for r in planned
+        if lo <= r.fire_at.date() <= hi and (unit is None or r.unit == unit)
+    ]
+    if fmt == "json":
+        _emit(json_lines(reminder_record(r) for r in chosen))
+    else:
+        titles = {o.uid: o.title_in(settings.language) for o in plan.occurrences}
+        _emit(reminders_text(chosen, titles, settings.language))
+
+
+def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
+    """Entry point: run the CLI, turn user errors into one-line messages and exit codes."""
+    ctx = Context(clock=clock or SystemClock())
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, obj=ctx, standalone_mode=False, prog_name="mocd")
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.Abort:
+        click.echo("mocd: aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except UserError as exc:
+        if debug:
+            raise
+        click.echo(str(exc) if "\n" in str(exc) or ":" in str(exc) else f"mocd: {exc}", err=True)
+        return exc.exit_code
+    except BrokenPipeError:
+        sys.stderr.close()  # `mocd agenda | head`: the reader left; not an error
+        return 0
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(f"mocd: internal error: {exc!r} (run with --debug for the traceback)",
+                   err=True)
+        return EXIT_RUNTIME
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
