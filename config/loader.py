@@ -28,7 +28,7 @@ from config.schema import (
     MilestoneSpec,
     UnitSpec,
 )
-from config.yaml_reader import locate, read_yaml_file
+from config.yaml_reader import locate, parse_yaml
 from scheduler.expressions import At, describe
 
 ALL = "all"
@@ -105,13 +105,26 @@ def config_files(directory: Path) -> list[Path]:
 
 def load_config(directory: Path) -> MilestoneConfig:
     """Read, validate and merge a directory, or raise ConfigError listing every problem."""
+    documents: list[tuple[str, bytes]] = []
     problems: list[Diagnostic] = []
-    parsed: list[tuple[str, FileSpec]] = []
-    raw_files: dict[str, bytes] = {}
     for path in config_files(directory):
         name = display_name(path)
         try:
-            document = read_yaml_file(path, name)
+            documents.append((name, path.read_bytes()))
+        except OSError as exc:
+            problems.append(Diagnostic(name, (), f"cannot read: {exc.strerror}", 1, 1))
+    return load_documents(documents, problems)
+
+
+def load_documents(documents: Iterable[tuple[str, bytes]],
+                   problems: list[Diagnostic] | None = None) -> MilestoneConfig:
+    """Validate and merge named YAML documents (the files of a directory, in order)."""
+    problems = [] if problems is None else problems
+    parsed: list[tuple[str, FileSpec]] = []
+    raw_files: dict[str, bytes] = {}
+    for name, raw in documents:
+        try:
+            document = parse_yaml(raw, name)
         except ConfigError as exc:
             problems.extend(exc.diagnostics)
             continue

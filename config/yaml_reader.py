@@ -23,7 +23,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path as FsPath
 from typing import Any
 
 import ryml
@@ -123,15 +122,6 @@ def _line_column(raw: bytes, offset: int) -> tuple[int, int]:
     start = raw.rfind(b"\n", 0, offset) + 1
     column = len(raw[start:offset].decode("utf-8", errors="replace")) + 1
     return line, column
-
-
-def read_yaml_file(path: FsPath, display: str) -> YamlFile:
-    """Parse one file, raising :class:`ConfigError` (with a position) for anything not YAML."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([Diagnostic(display, (), f"cannot read: {exc.strerror}", 1, 1)]) from None
-    return parse_yaml(raw, display)
 
 
 def parse_yaml(raw: bytes, display: str) -> YamlFile:
