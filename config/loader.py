@@ -32,6 +32,7 @@ from config.yaml_reader import locate, parse_yaml
 from scheduler.expressions import At, describe
 
 ALL = "all"
+RESERVED_CAMPAIGN_IDS = frozenset({"milestone", "anniversary"})
 
 
 @dataclass(frozen=True)
@@ -264,12 +265,22 @@ def _merge(
                 config.sources[("anniversary", anniversary.id)] = src
         for i, campaign in enumerate(spec.campaigns):
             src = Source(name, ("campaigns", i))
+            if campaign.id in RESERVED_CAMPAIGN_IDS:
+                problems.append(src.problem(
+                    f"'{campaign.id}' is reserved (it starts the UIDs of stand-alone milestones "
+                    "and anniversaries); choose another campaign id", "id"))
+                continue
             if not claim("campaign", campaign.id, src, "campaign"):
                 continue
             config.campaigns[campaign.id] = campaign
             config.sources[("campaign", campaign.id)] = src
             for j, milestone in enumerate(campaign.milestones):
                 msrc = Source(name, ("campaigns", i, "milestones", j))
+                if milestone.id == "period":
+                    problems.append(msrc.problem(
+                        "'period' is reserved for the campaign's own period; choose another id",
+                        "id"))
+                    continue
                 if claim(f"milestone:{campaign.id}", milestone.id, msrc, "milestone"):
                     config.sources[("milestone", campaign.id, milestone.id)] = msrc
         for i, milestone in enumerate(spec.milestones):

@@ -25,7 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from config.errors import UserError, format_path
+from config.errors import UserError, did_you_mean, format_path
 from scheduler.dates import DateTextError, parse_duration, parse_time_of_day
 from scheduler.offsets import Offset, parse_offset
 
@@ -197,6 +197,8 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
     if path is not None and not path.is_file():
         raise UserError(f"{path}: settings file not found")
     where = str(path) if path else "settings"
+    if path is not None:
+        _check_top_level_keys(path, where)
     try:
         with _reading(path):
             return Settings(**overrides)
@@ -210,3 +212,18 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
                 message = "unknown setting"
             problems.append(f"{format_path(error['loc'])}: {message}")
         raise UserError(f"{where}: " + "; ".join(problems)) from None
+
+
+def _check_top_level_keys(path: Path, where: str) -> None:
+    """Top-level keys are not forbidden by the model (env has other MOCD_* names): check here."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{where}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{where}: not valid TOML: {exc}") from None
+    unknown = [key for key in data if key not in Settings.model_fields]
+    if unknown:
+        raise UserError("; ".join(
+            f"{where}: {key}: unknown setting{did_you_mean(key, Settings.model_fields)}"
+            for key in unknown))
