@@ -133,8 +133,12 @@ def load_documents(documents: Iterable[tuple[str, bytes]],
         spec = _validate_file(name, document.data, problems)
         if spec is not None:
             parsed.append((name, spec))
+    schema_failed = bool(problems)
     config = _merge(parsed, raw_files, problems)
-    _check_references(config, problems)
+    if not schema_failed:
+        # A file that failed validation contributes nothing, so references into it would
+        # be reported as unknown: check references only once every file is valid.
+        _check_references(config, problems)
     if problems:
         raise ConfigError(config.locate(problems))
     return config

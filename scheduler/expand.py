@@ -86,14 +86,13 @@ class Expander:
         self._visiting: list[Node] = []
         self._recipient_cache: dict[tuple[object, ...], tuple[str, ...]] = {}
         self._has_succession = any(u.until is not None for u in config.units.values())
+        self._specs: dict[Node, MilestoneSpec] = {
+            ("m", "", mid): m for mid, m in config.milestones.items()}
+        for cid, campaign in config.campaigns.items():
+            for m in campaign.milestones:
+                self._specs.setdefault(("m", cid, m.id), m)
 
     # -- the reference graph -------------------------------------------------
-
-    def _milestone(self, node: Node) -> MilestoneSpec:
-        campaign, mid = node[1], node[2]
-        if campaign:
-            return next(m for m in self.config.campaigns[campaign].milestones if m.id == mid)
-        return self.config.milestones[mid]
 
     def _source(self, node: Node) -> Source:
         if node[0] == "p":
@@ -141,7 +140,7 @@ class Expander:
         return [(None, Span(start.first, end.last))]
 
     def _dated_milestone(self, node: Node) -> list[Instance]:
-        milestone = self._milestone(node)
+        milestone = self._specs[node]
         src = self._source(node)
         raw = self._evaluate(milestone.when, node[1] or None, src, ("when",),
                              milestone.duration or DEFAULT_EVENT_LENGTH)
@@ -243,12 +242,13 @@ class Expander:
             edge = span.first if ref.period_edge == "start" else span.last
             return [(None, Span.day(edge))]
         assert ref.milestone is not None
-        ids = ([m.id for m in config.campaigns[target].milestones] if target
-               else list(config.milestones))
-        if ref.milestone not in ids:
+        node: Node = ("m", target or "", ref.milestone)
+        if node not in self._specs:
+            ids = ([m.id for m in config.campaigns[target].milestones] if target
+                   else list(config.milestones))
             self._fail(src, f"unknown reference '{ref.text}'{did_you_mean(ref.milestone, ids)}",
                        *path)
-        found = self.instances(("m", target or "", ref.milestone))
+        found = self.instances(node)
         if found is None:
             raise _Failed
         return found
