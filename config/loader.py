@@ -64,14 +64,7 @@ class MilestoneConfig:
         return self.sources[key]
 
     def locate(self, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
-        """Fill in line/column from the files' bytes (once per file that has errors)."""
-        by_file: dict[str, list[Diagnostic]] = {}
-        for d in diagnostics:
-            by_file.setdefault(d.file, []).append(d)
-        out: list[Diagnostic] = []
-        for name, items in by_file.items():
-            out.extend(locate(items, self.files[name]) if name in self.files else items)
-        return out
+        return locate_in_files(diagnostics, self.files)
 
     def resolve_units(self, ids: Iterable[str]) -> frozenset[str]:
         """Unit ids with groups (and `all`) expanded."""
@@ -84,11 +77,25 @@ class MilestoneConfig:
         return frozenset(result)
 
 
+def locate_in_files(diagnostics: Iterable[Diagnostic],
+                    files: Mapping[str, bytes]) -> list[Diagnostic]:
+    """Fill in line/column from the files' bytes (one re-parse per file that has errors)."""
+    by_file: dict[str, list[Diagnostic]] = {}
+    for d in diagnostics:
+        by_file.setdefault(d.file, []).append(d)
+    out: list[Diagnostic] = []
+    for name, items in by_file.items():
+        out.extend(locate(items, files[name]) if name in files else items)
+    return out
+
+
 def display_name(path: Path) -> str:
+    """A path as short as it can be: relative when under the working directory."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:
         return str(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def config_files(directory: Path) -> list[Path]:
@@ -104,8 +111,33 @@ def config_files(directory: Path) -> list[Path]:
     return files
 
 
+@dataclass
+class Loaded:
+    """A config with the problems found so far.
+
+    ``config`` is None when a file could not be parsed or validated; otherwise the
+    date engine can still run and add its own problems (unknown references,
+    cycles), so that one ``mocd check`` reports every error.
+    """
+
+    config: MilestoneConfig | None
+    problems: list[Diagnostic]
+    files: Mapping[str, bytes]
+
+    def error(self, more: Iterable[Diagnostic] = ()) -> ConfigError:
+        return ConfigError(locate_in_files([*self.problems, *more], self.files))
+
+
 def load_config(directory: Path) -> MilestoneConfig:
     """Read, validate and merge a directory, or raise ConfigError listing every problem."""
+    loaded = read_config(directory)
+    if loaded.problems or loaded.config is None:
+        raise loaded.error()
+    return loaded.config
+
+
+def read_config(directory: Path) -> Loaded:
+    """Read, validate and merge a directory, keeping the problems for the caller."""
     documents: list[tuple[str, bytes]] = []
     problems: list[Diagnostic] = []
     for path in config_files(directory):
@@ -114,11 +146,19 @@ def load_config(directory: Path) -> MilestoneConfig:
             documents.append((name, path.read_bytes()))
         except OSError as exc:
             problems.append(Diagnostic(name, (), f"cannot read: {exc.strerror}", 1, 1))
-    return load_documents(documents, problems)
+    return read_documents(documents, problems)
 
 
-def load_documents(documents: Iterable[tuple[str, bytes]],
-                   problems: list[Diagnostic] | None = None) -> MilestoneConfig:
+def load_documents(documents: Iterable[tuple[str, bytes]]) -> MilestoneConfig:
+    """Validate and merge named YAML documents, or raise ConfigError."""
+    loaded = read_documents(documents)
+    if loaded.problems or loaded.config is None:
+        raise loaded.error()
+    return loaded.config
+
+
+def read_documents(documents: Iterable[tuple[str, bytes]],
+                   problems: list[Diagnostic] | None = None) -> Loaded:
     """Validate and merge named YAML documents (the files of a directory, in order)."""
     problems = [] if problems is None else problems
     parsed: list[tuple[str, FileSpec]] = []
@@ -139,9 +179,7 @@ def load_documents(documents: Iterable[tuple[str, bytes]],
         # A file that failed validation contributes nothing, so references into it would
         # be reported as unknown: check references only once every file is valid.
         _check_references(config, problems)
-    if problems:
-        raise ConfigError(config.locate(problems))
-    return config
+    return Loaded(None if schema_failed else config, problems, raw_files)
 
 
 def _validate_file(name: str, data: Any, problems: list[Diagnostic]) -> FileSpec | None:
@@ -193,16 +231,18 @@ def _diagnostic(name: str, error: ErrorDetails) -> Diagnostic:
     kind = error["type"]
     given = error.get("input")
     if kind == "mocd":
-        subpath = tuple((error.get("ctx") or {}).get("subpath", ()))
-        return Diagnostic(name, (*loc, *subpath), error["msg"])
+        context = error.get("ctx") or {}
+        return Diagnostic(name, (*loc, *context.get("subpath", ())), error["msg"],
+                          at_key=bool(context.get("at_key")))
     if kind == "extra_forbidden":
         key = str(loc[-1])
         model = _model_at(loc[:-1])
         known = model.model_fields.keys() if model else ()
         aliases = [f.alias or k for k, f in model.model_fields.items()] if model else []
-        return Diagnostic(
-            name, loc, f"unknown key '{key}'{did_you_mean(key, [*known, *aliases])}", at_key=True
-        )
+        hint = did_you_mean(key, [*known, *aliases])
+        if not hint and aliases:
+            hint = f"; allowed: {', '.join(aliases)}"
+        return Diagnostic(name, loc, f"unknown key '{key}'{hint}", at_key=True)
     if kind == "missing":
         return Diagnostic(name, loc[:-1], f"missing required key '{loc[-1]}'", at_key=True)
     if kind == "literal_error":
@@ -222,23 +262,24 @@ def _merge(
 ) -> MilestoneConfig:
     calendar: CalendarSpec | None = None
     config = MilestoneConfig(CalendarSpec(), {}, {}, {}, {}, {}, files=files)
-    seen: dict[tuple[str, str], Source] = {}
+    seen: dict[tuple[str, str], tuple[Source, str]] = {}
 
     def claim(namespace: str, ident: str, source: Source, what: str) -> bool:
         if ident == ALL and namespace == "unit":
             problems.append(source.problem(f"'{ALL}' is reserved for the group of all units", "id"))
             return False
-        earlier = seen.get((namespace, ident))
-        if earlier is not None:
+        found = seen.get((namespace, ident))
+        if found is not None:
+            earlier, earlier_what = found
             problems.append(
                 source.problem(
-                    f"duplicate id '{ident}': already a {what} in {earlier.file} "
+                    f"duplicate id '{ident}': already a {earlier_what} in {earlier.file} "
                     f"at {_path_text(earlier.path)}",
                     "id",
                 )
             )
             return False
-        seen[(namespace, ident)] = source
+        seen[(namespace, ident)] = (source, what)
         return True
 
     for name, spec in parsed:
@@ -259,7 +300,7 @@ def _merge(
                 config.sources[("unit", unit.id)] = src
         for i, group in enumerate(spec.groups):
             src = Source(name, ("groups", i))
-            if claim("unit", group.id, src, "unit or group"):
+            if claim("unit", group.id, src, "group"):
                 config.groups[group.id] = group
                 config.sources[("group", group.id)] = src
         for i, anniversary in enumerate(spec.anniversaries):
@@ -345,12 +386,16 @@ def _check_references(config: MilestoneConfig, problems: list[Diagnostic]) -> No
         src = config.source("group", gid)
         for i, member in enumerate(group_spec.members):
             if member not in units:
-                what = "a group (groups list units)" if member in config.groups else "unknown unit"
-                problems.append(
-                    src.problem(f"'{member}': {what}{did_you_mean(member, units)}", "members", i)
-                )
+                what = ("a group; groups list units" if member in config.groups
+                        else f"unknown unit{did_you_mean(member, units)}")
+                problems.append(src.problem(f"'{member}': {what}", "members", i))
     for aid, anniversary in config.anniversaries.items():
-        target_refs(config.source("anniversary", aid), anniversary.units, "units")
+        src = config.source("anniversary", aid)
+        target_refs(src, anniversary.units, "units")
+        for i, offset in enumerate(anniversary.reminders or ()):
+            if offset.unit == "h":
+                problems.append(src.problem(f"'{offset.text}': an anniversary lasts all day; "
+                                            "use days (e.g. 1d)", "reminders", i))
     for cid, campaign in config.campaigns.items():
         src = config.source("campaign", cid)
         unit_ref(src, campaign.owner, "owner")
@@ -389,7 +434,10 @@ def _check_milestone(src: Source, milestone: MilestoneSpec, unit_ref: Any, targe
                     src.problem(f"'{offset.text}': hour offsets need a timed milestone "
                                 "(when: 2024-06-20 08:00)", "reminders", i)
                 )
-    if milestone.duration is not None and not isinstance(milestone.when, At):
+    if milestone.duration is not None and milestone.kind == "deadline":
+        problems.append(src.problem("a deadline is due at one moment; duration is for events "
+                                    "and periods", "duration"))
+    elif milestone.duration is not None and not isinstance(milestone.when, At):
         problems.append(src.problem("duration needs a start time (when: 2024-06-20 08:00)",
                                     "duration"))
 

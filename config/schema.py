@@ -27,8 +27,9 @@ EMAIL = re.compile(r"[^@\s,;<>\"'()]+@[^@\s,;<>\"'()]+\.[^@\s,;<>\"'()]+")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _fail(message: str, subpath: tuple[str | int, ...] = ()) -> PydanticCustomError:
-    return PydanticCustomError("mocd", message, {"subpath": subpath})
+def _fail(message: str, subpath: tuple[str | int, ...] = (), *,
+          at_key: bool = False) -> PydanticCustomError:
+    return PydanticCustomError("mocd", message, {"subpath": subpath, "at_key": at_key})
 
 
 def suggest_slug(text: str) -> str:
@@ -78,12 +79,14 @@ def _expr(value: Any) -> DateExpr:
     try:
         return parse_expr(value)
     except ExprError as exc:
-        raise _fail(exc.message, exc.path) from None
+        raise _fail(exc.message, exc.path, at_key=exc.at_key) from None
 
 
 def _duration(value: Any) -> timedelta:
     try:
         result = parse_duration(_text(value))
+    except OverflowError:
+        raise _fail("that duration is too long") from None
     except DateTextError as exc:
         raise _fail(str(exc)) from None
     if result <= timedelta(0):
@@ -93,17 +96,18 @@ def _duration(value: Any) -> timedelta:
 
 def _list_of(item: Any, what: str) -> Any:
     def validate(value: Any) -> tuple[Any, ...]:
+        if isinstance(value, str) and what != "offsets":
+            return (item(value),)  # `units: phong-noi-vu` means a list of one
         if not isinstance(value, list):
-            if isinstance(value, str) and what != "offsets":
-                value = [value]  # `units: phong-noi-vu` means a list of one
-            else:
-                raise _fail(f"expected a list of {what}, got {describe(value)}")
+            raise _fail(f"expected a list of {what}, got {describe(value)}")
         out = []
         for i, element in enumerate(value):
             try:
                 out.append(item(element))
             except PydanticCustomError as exc:
-                raise _fail(exc.message(), (i, *(exc.context or {}).get("subpath", ()))) from None
+                context = exc.context or {}
+                raise _fail(exc.message(), (i, *context.get("subpath", ())),
+                            at_key=bool(context.get("at_key"))) from None
         return tuple(out)
 
     return validate
@@ -177,7 +181,8 @@ def _holiday(value: Any) -> HolidayRange:
         return HolidayRange.model_validate({"from": _date(value)})
     for key in value:
         if key not in ("from", "to", "name"):
-            raise _fail(f"unknown key '{key}'{did_you_mean(key, ('from', 'to', 'name'))}", (key,))
+            raise _fail(f"unknown key '{key}'{did_you_mean(key, ('from', 'to', 'name'))}", (key,),
+                        at_key=True)
     if "from" not in value:
         raise _fail("a holiday range needs 'from' (and optionally 'to' and 'name')")
     fields: dict[str, Any] = {}
@@ -199,7 +204,8 @@ def _origin(value: Any) -> date | LunarDate:
         return _date(value)
     for key in value:
         if key != "lunar":
-            raise _fail(f"unknown key '{key}'{did_you_mean(key, ('lunar',))}", (key,))
+            raise _fail(f"unknown key '{key}'{did_you_mean(key, ('lunar',))}", (key,),
+                        at_key=True)
     text = value.get("lunar")
     pattern = r"(\d{4})-(\d{1,2})-(\d{1,2})"
     m = re.fullmatch(pattern, text.strip()) if isinstance(text, str) else None
@@ -227,6 +233,7 @@ class UnitSpec(Spec):
     email: Emails = ()
     parent: Slug | None = None
     groups: Slugs = ()
+    since: LocalDate | None = None  # the unit exists from this day (e.g. created by a reform)
     until: LocalDate | None = None
     successor: Slug | None = None
     language: Literal["vi", "en"] | None = None

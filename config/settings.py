@@ -20,8 +20,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -60,7 +62,8 @@ def _time_of_day(value: Any) -> Any:
     return value
 
 
-Offsets = Annotated[tuple[Offset, ...], BeforeValidator(_offsets)]
+# NoDecode: `MOCD_REMINDERS__DEADLINE=14d,3d` is parsed by _offsets, not as JSON first.
+Offsets = Annotated[tuple[Offset, ...], NoDecode, BeforeValidator(_offsets)]
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 TimeOfDay = Annotated[time, BeforeValidator(_time_of_day)]
 
@@ -196,14 +199,16 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
     path = settings_path(explicit)
     if path is not None and not path.is_file():
         raise UserError(f"{path}: settings file not found")
-    where = str(path) if path else "settings"
+    where = f"{path} (or MOCD_* environment)" if path else "settings (MOCD_* environment)"
     if path is not None:
-        _check_top_level_keys(path, where)
+        _check_top_level_keys(path, str(path))
     try:
         with _reading(path):
             return Settings(**overrides)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{where}: not valid TOML: {exc}") from None
+    except SettingsError as exc:  # an environment value that is not valid JSON for its type
+        raise UserError(f"settings: {exc}") from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

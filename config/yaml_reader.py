@@ -83,6 +83,10 @@ def _parse_tree(raw: bytes | bytearray, display: str, *, in_place: bool = False)
         else:
             failed = False
     if failed:
+        tab = _indenting_tab(bytes(raw))
+        if tab is not None:
+            raise ConfigError([Diagnostic(display, (), "a tab indents this line; YAML indents "
+                                          "with spaces only", *tab)])
         text = captured[0] if captured else ""
         match = _RYML_ERROR.search(text)
         if match:
@@ -94,6 +98,12 @@ def _parse_tree(raw: bytes | bytearray, display: str, *, in_place: bool = False)
         message = visit[1].strip() if visit else "the YAML parser rejected it"
         raise ConfigError([Diagnostic(display, (), f"not valid YAML: {message}", 1, 1)])
     return tree
+
+
+def _indenting_tab(raw: bytes) -> tuple[int, int] | None:
+    """The line/column of the first tab in a line's indentation (the usual culprit)."""
+    match = re.search(rb"^[ ]*\t", raw, re.MULTILINE)
+    return None if match is None else _line_column(raw, match.end() - 1)
 
 
 def _decode(raw: bytes, display: str) -> bytes:
@@ -131,8 +141,11 @@ def parse_yaml(raw: bytes, display: str) -> YamlFile:
     if tree.is_stream(root):
         docs = tree.num_children(root)
         if docs > 1:
+            second = raw.find(b"\n---", 3)
+            line = _line_column(raw, second + 1)[0] if second >= 0 else 1
             raise ConfigError(
-                [Diagnostic(display, (), f"{docs} YAML documents ('---'); use one per file", 1, 1)]
+                [Diagnostic(display, (), f"{docs} YAML documents ('---'); use one per file",
+                            line, 1)]
             )
     emitted = ryml.emit_json(tree)
     if emitted is None:
@@ -276,17 +289,15 @@ class PositionIndex:
 
     def _position(self, node: int, *, at_key: bool) -> tuple[int, int]:
         t = self._tree
-        views = []
-        if not at_key and t.has_val(node) and len(t.val(node)):
-            views.append(t.val(node))
-        if t.has_key(node) and len(t.key(node)):
-            views.append(t.key(node))
-        if not views and t.has_children(node):
-            return self._position(t.first_child(node), at_key=True)
+        key = t.key(node) if t.has_key(node) else None
+        val = t.val(node) if t.has_val(node) else None
+        views = [v for v in ((key, val) if at_key else (val, key)) if v is not None and len(v)]
         for view in views:
             offset = _address(view) - self._base
             if 0 <= offset <= len(self.raw):
                 return _line_column(self.raw, offset)
+        if t.has_children(node):  # a block mapping or flow list: where its first item is
+            return self._position(t.first_child(node), at_key=True)
         return 1, 1
 
 

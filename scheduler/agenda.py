@@ -129,9 +129,8 @@ def agenda_text(occurrences: Iterable[Occurrence], names: Mapping[str, str],
         if o.cancelled:
             head += f" ({words['cancelled']})"
         if o.campaign:
-            tag = f"  [{o.campaign}]"
-            head += tag if len(head) + len(tag) <= WIDTH else ""
-        yield head
+            head += f"  [{o.campaign}]"
+        yield from textwrap.wrap(head, WIDTH, subsequent_indent="      ", break_on_hyphens=False)
         yield from wrap.wrap(o.title_in(language))
         details = []
         if o.window:

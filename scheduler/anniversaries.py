@@ -59,7 +59,7 @@ def anniversary_numbers(origin: Origin, every: int, first: date, last: date) -> 
     """
     start_year = origin.year
     low = max(1, first.year - start_year - 1)
-    high = last.year - start_year + 1
+    high = min(last.year + 1, 9998) - start_year  # date.max is in 9999
     n = ((low + every - 1) // every) * every
     while n <= high:
         if n >= 1 and first <= anniversary_day(origin, n) <= last:

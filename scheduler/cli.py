@@ -16,13 +16,13 @@ from typing import Any
 import click
 
 from config.errors import UserError, did_you_mean
-from config.loader import MilestoneConfig, load_config
+from config.loader import MilestoneConfig, read_config
 from config.settings import Settings, load_settings
 from notifications.planning import PlannedReminder, plan_reminders
 from scheduler.agenda import agenda_json, agenda_text, json_lines, reminder_record, reminders_text
 from scheduler.clock import Clock, SystemClock, today
 from scheduler.dates import DateTextError, parse_date
-from scheduler.expand import Window, expand, working_calendar
+from scheduler.expand import Window, expand_loaded, working_calendar
 from scheduler.occurrences import Occurrence
 
 EXIT_RUNTIME = 3
@@ -68,14 +68,17 @@ def _plan(ctx: Context, config_dir: Path | None, start: str | None, end: str | N
     last = _date_option(end, "--to") or now + settings.feeds.future
     if last < first:
         raise click.BadParameter("--to is before --from", param_hint="--to")
-    config = load_config(config_dir or settings.config_dir)
-    occurrences = expand(config, Window(first, last), settings.uid_domain)
+    loaded = read_config(config_dir or settings.config_dir)
+    config, occurrences = expand_loaded(loaded, Window(first, last), settings.uid_domain)
     return Plan(config, occurrences, first, last)
 
 
 def _check_unit(config: MilestoneConfig, unit: str | None) -> None:
-    if unit is not None and unit not in config.units:
-        raise UserError(f"unknown unit '{unit}'{did_you_mean(unit, config.units)}")
+    if unit is None or unit in config.units:
+        return
+    if unit in config.members:
+        raise UserError(f"'{unit}' is a group; --unit takes a unit id")
+    raise UserError(f"unknown unit '{unit}'{did_you_mean(unit, config.units)}")
 
 
 def _emit(lines: Iterable[str]) -> None:
@@ -128,14 +131,16 @@ def check(ctx: Context, config_dir: Path | None) -> None:
     directory = config_dir or settings.config_dir
     plan = _plan(ctx, directory, None, None)
     calendar = working_calendar(plan.config)
-    reminders = plan_reminders(plan.occurrences, plan.config.units, calendar,
-                               settings.reminders, settings.tz)
+    in_range = list(_selected(plan, None))
+    reminders = [r for r in plan_reminders(in_range, plan.config.units, calendar,
+                                           settings.reminders, settings.tz)
+                 if plan.first <= r.fire_at.date() <= plan.last]
     c = plan.config
     click.echo(
         f"{directory}: OK — {len(c.files)} files, {len(c.units)} units, {len(c.groups)} groups, "
         f"{len(c.campaigns)} campaigns, {len(c.anniversaries)} anniversaries; "
-        f"{len(plan.occurrences)} occurrences and {len(reminders)} reminders "
-        f"from {plan.first} to {plan.last}"
+        f"{len(plan.occurrences)} occurrences in all, {len(in_range)} and {len(reminders)} "
+        f"reminders from {plan.first} to {plan.last}"
     )
 
 
@@ -177,8 +182,11 @@ def reminders(ctx: Context, config_dir: Path | None, unit: str | None, start: st
     # Reminders fire before their occurrence: expand far enough ahead to catch them.
     lookahead = max((o.days for o in (*settings.reminders.deadline, *settings.reminders.event,
                                       *settings.reminders.anniversary)), default=0)
-    plan = _plan(ctx, config_dir, start,
-                 None if last is None else (last + timedelta(days=lookahead + 400)).isoformat())
+    ahead = None
+    if last is not None:
+        ahead = (last + timedelta(days=lookahead + 400) if last < date(9998, 1, 1)
+                 else date.max).isoformat()
+    plan = _plan(ctx, config_dir, start, ahead)
     _check_unit(plan.config, unit)
     planned = plan_reminders(plan.occurrences, plan.config.units, working_calendar(plan.config),
                              settings.reminders, settings.tz)
@@ -206,8 +214,12 @@ def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
     except click.Abort:
         click.echo("mocd: aborted", err=True)
         return 1
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "mocd"
+        click.echo(f"{command}: {exc.format_message()} (see '{command} --help')", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"mocd: {exc.format_message()}", err=True)
         return exc.exit_code
     except UserError as exc:
         if debug:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from config.errors import ConfigError, Diagnostic, PathPart, did_you_mean
-from config.loader import MilestoneConfig, Source, successor_on
+from config.loader import Loaded, MilestoneConfig, Source, successor_on
 from config.schema import CampaignSpec, MilestoneSpec
 from scheduler.anniversaries import (
     anniversary_day,
@@ -77,20 +77,24 @@ def working_calendar(config: MilestoneConfig) -> WorkingCalendar:
 
 
 class Expander:
-    def __init__(self, config: MilestoneConfig, calendar: WorkingCalendar, uid_domain: str) -> None:
+    def __init__(self, config: MilestoneConfig, calendar: WorkingCalendar, uid_domain: str,
+                 problems: Iterable[Diagnostic] = ()) -> None:
         self.config = config
         self.calendar = calendar
         self.domain = uid_domain
-        self.problems: list[Diagnostic] = []
+        self.problems: list[Diagnostic] = list(problems)
         self._memo: dict[Node, list[Instance] | None] = {}
         self._visiting: list[Node] = []
+        self._windows: dict[tuple[Node, str | None], tuple[date, date]] = {}
         self._recipient_cache: dict[tuple[object, ...], tuple[str, ...]] = {}
-        self._has_succession = any(u.until is not None for u in config.units.values())
+        self._dated_units = any(u.until is not None or u.since is not None
+                                for u in config.units.values())
         self._specs: dict[Node, MilestoneSpec] = {
             ("m", "", mid): m for mid, m in config.milestones.items()}
         for cid, campaign in config.campaigns.items():
             for m in campaign.milestones:
-                self._specs.setdefault(("m", cid, m.id), m)
+                if ("milestone", cid, m.id) in config.sources:  # not a rejected duplicate
+                    self._specs.setdefault(("m", cid, m.id), m)
 
     # -- the reference graph -------------------------------------------------
 
@@ -123,6 +127,13 @@ class Expander:
             )
         except _Failed:
             result = None
+        except (OverflowError, ValueError) as exc:  # date arithmetic past year 1 or 9999
+            if not isinstance(exc, OverflowError) and "out of range" not in str(exc):
+                raise
+            where = ("period",) if node[0] == "p" else ("when",)
+            self.problems.append(self._source(node).problem(
+                "this date falls outside the calendar (years 1 to 9999)", *where))
+            result = None
         finally:
             self._visiting.pop()
         self._memo.setdefault(node, result)
@@ -148,10 +159,14 @@ class Expander:
         out: list[Instance] = []
         for key, span in raw:
             if milestone.kind == "deadline":
+                # A deadline is the single day (or moment) it is due; a written span
+                # is kept as its window.
+                if span.first != span.last:
+                    self._windows[(node, key)] = (span.first, span.last)
                 due = self._move(span.last, shift)
                 if span.start_at is not None:
-                    span = Span.timed(span.start_at + (due - span.first),
-                                      (span.end_at or span.start_at) - span.start_at)
+                    moment = datetime.combine(due, span.start_at.time())
+                    span = Span(due, due, moment, moment)
                 else:
                     span = Span.day(due)
             else:
@@ -258,20 +273,25 @@ class Expander:
     def _recipients(self, targets: Iterable[str], lead: str | None, day: date,
                     exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
         targets = tuple(targets)
-        key = (targets, lead, day if self._has_succession else None, exclude)
+        key = (targets, lead, day if self._dated_units else None, exclude)
         cached = self._recipient_cache.get(key)
         if cached is None:
             ids = set(self.config.resolve_units(targets))
             if lead is not None:
                 ids.add(lead)
-            if self._has_succession:
-                ids = {s for u in ids if (s := successor_on(self.config, u, day)) is not None}
+            if self._dated_units:
+                ids = {s for u in ids if (s := successor_on(self.config, u, day)) is not None
+                       and self._exists_on(s, day)}
             cached = tuple(sorted(ids.difference(exclude)))
             self._recipient_cache[key] = cached
         return cached
 
+    def _exists_on(self, unit: str, day: date) -> bool:
+        spec = self.config.units.get(unit)
+        return spec is None or spec.since is None or spec.since <= day
+
     def _lead(self, lead: str | None, day: date) -> str | None:
-        if lead is None or not self._has_succession:
+        if lead is None or not self._dated_units:
             return lead
         return successor_on(self.config, lead, day)
 
@@ -289,11 +309,6 @@ class Expander:
         for key, span in found:
             day = span.first
             units = self._recipients(targets, lead, day)
-            written = None
-            if milestone.kind == "deadline":
-                expr_span = self._written_span(milestone, key)
-                if expr_span is not None and expr_span.first != expr_span.last:
-                    written = (expr_span.first, expr_span.last)
             out.append(Occurrence(
                 uid=f"{prefix}.{key}@{self.domain}" if key else f"{prefix}@{self.domain}",
                 title=milestone.title,
@@ -301,7 +316,7 @@ class Expander:
                 span=span,
                 units=units,
                 due=day if milestone.kind == "deadline" else None,
-                window=written,
+                window=self._windows.get((("m", cid, milestone.id), key)),
                 campaign=campaign.id if campaign else None,
                 milestone=milestone.id,
                 key=key,
@@ -317,16 +332,6 @@ class Expander:
                 cancelled=milestone.cancelled,
             ))
         return out
-
-    def _written_span(self, milestone: MilestoneSpec, key: str | None) -> Span | None:
-        """A deadline's span as written (its ``window``): only spans written out."""
-        expr = milestone.when
-        if isinstance(expr, Fixed) and key is None:
-            return expr.span
-        if isinstance(expr, Between) and isinstance(expr.start, Fixed) and isinstance(
-                expr.end, Fixed):
-            return Span(expr.start.span.first, expr.end.span.last)
-        return None
 
     def _period_occurrence(self, campaign: CampaignSpec) -> Occurrence | None:
         found = self.instances(("p", campaign.id, ""))
@@ -380,7 +385,8 @@ class Expander:
             if campaign.period is not None and (period := self._period_occurrence(campaign)):
                 occurrences.append(period)
             for milestone in campaign.milestones:
-                occurrences.extend(self._milestone_occurrences(campaign, milestone))
+                if ("m", campaign.id, milestone.id) in self._specs:
+                    occurrences.extend(self._milestone_occurrences(campaign, milestone))
         for milestone in self.config.milestones.values():
             occurrences.extend(self._milestone_occurrences(None, milestone))
         occurrences.extend(self._anniversaries(window))
@@ -394,3 +400,17 @@ def expand(config: MilestoneConfig, window: Window, uid_domain: str = "mocd.loca
            calendar: WorkingCalendar | None = None) -> list[Occurrence]:
     """Every occurrence of the config, sorted by start then UID; ConfigError if undatable."""
     return Expander(config, calendar or working_calendar(config), uid_domain).expand(window)
+
+
+def expand_loaded(loaded: Loaded, window: Window,
+                  uid_domain: str = "mocd.local") -> tuple[MilestoneConfig, list[Occurrence]]:
+    """Expand a config read with its problems, reporting the loader's and the engine's together.
+
+    A config whose files all validated is expanded even when it has other
+    problems (unknown units, say), so that date problems show in the same run.
+    """
+    if loaded.config is None:
+        raise loaded.error()
+    config = loaded.config
+    expander = Expander(config, working_calendar(config), uid_domain, loaded.problems)
+    return config, expander.expand(window)

@@ -24,10 +24,11 @@ Edge = Literal["start", "end"]
 class ExprError(ValueError):
     """A bad date expression; ``path`` is relative to the expression itself."""
 
-    def __init__(self, message: str, path: Path = ()) -> None:
+    def __init__(self, message: str, path: Path = (), *, at_key: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.path = path
+        self.at_key = at_key  # point at the key itself (an unknown key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +236,7 @@ def _check_keys(raw: Mapping[str, object], allowed: tuple[str, ...], form: str,
                 f"unknown key '{key}' in {form}{did_you_mean(key, allowed)}; "
                 f"allowed: {', '.join(allowed)}",
                 (key,),
+                at_key=True,
             )
     for key in required:
         if key not in raw:
@@ -305,6 +307,7 @@ def parse_expr(raw: object) -> DateExpr:
     raise ExprError(
         f"{FORMS_HELP}; unknown key '{first_key}'{did_you_mean(first_key, known)}",
         (first_key,) if first_key else (),
+        at_key=True,
     )
 
 
@@ -312,7 +315,7 @@ def _single(raw: object, key: str) -> SingleExpr:
     try:
         expr = parse_expr(raw)
     except ExprError as exc:
-        raise ExprError(exc.message, (key, *exc.path)) from None
+        raise ExprError(exc.message, (key, *exc.path), at_key=exc.at_key) from None
     if isinstance(expr, Fixed | At | Relative):
         return expr
     raise ExprError("a range's start and end must be single dates, not ranges or recurrences",
