@@ -139,8 +139,8 @@ def check(ctx: Context, config_dir: Path | None) -> None:
     click.echo(
         f"{directory}: OK — {len(c.files)} files, {len(c.units)} units, {len(c.groups)} groups, "
         f"{len(c.campaigns)} campaigns, {len(c.anniversaries)} anniversaries; "
-        f"{len(plan.occurrences)} occurrences in all, {len(in_range)} and {len(reminders)} "
-        f"reminders from {plan.first} to {plan.last}"
+        f"{len(plan.occurrences)} occurrences; from {plan.first} to {plan.last}: "
+        f"{len(in_range)} occurrences, {len(reminders)} reminders"
     )
 
 
