@@ -293,21 +293,19 @@ def _merge(
             else:
                 calendar = spec.calendar
                 config.sources[("calendar",)] = Source(name, ("calendar",))
-        for i, unit in enumerate(spec.units):
-            src = Source(name, ("units", i))
-            if claim("unit", unit.id, src, "unit"):
-                config.units[unit.id] = unit
-                config.sources[("unit", unit.id)] = src
-        for i, group in enumerate(spec.groups):
-            src = Source(name, ("groups", i))
-            if claim("unit", group.id, src, "group"):
-                config.groups[group.id] = group
-                config.sources[("group", group.id)] = src
-        for i, anniversary in enumerate(spec.anniversaries):
-            src = Source(name, ("anniversaries", i))
-            if claim("anniversary", anniversary.id, src, "anniversary"):
-                config.anniversaries[anniversary.id] = anniversary
-                config.sources[("anniversary", anniversary.id)] = src
+        # (YAML key, namespace of its ids, what an item is, where it goes)
+        tables: list[tuple[str, str, str, dict[str, Any], tuple[Any, ...]]] = [
+            ("units", "unit", "unit", config.units, spec.units),
+            ("groups", "unit", "group", config.groups, spec.groups),  # share the unit ids
+            ("anniversaries", "anniversary", "anniversary", config.anniversaries,
+             spec.anniversaries),
+        ]
+        for key, namespace, what, target, items in tables:
+            for i, item in enumerate(items):
+                src = Source(name, (key, i))
+                if claim(namespace, item.id, src, what):
+                    target[item.id] = item
+                    config.sources[(what, item.id)] = src
         for i, campaign in enumerate(spec.campaigns):
             src = Source(name, ("campaigns", i))
             if campaign.id in RESERVED_CAMPAIGN_IDS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import time, timedelta
@@ -44,22 +44,22 @@ def _offsets(value: Any) -> Any:
     return value
 
 
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except DateTextError as exc:
-            raise ValueError(str(exc)) from None
-    return value
+def _from_text(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """A validator that parses text with one of the config's parsers (TOML may give objects)."""
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse(value)
+            except DateTextError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    return validate
 
 
-def _time_of_day(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return parse_time_of_day(value)
-        except DateTextError as exc:
-            raise ValueError(str(exc)) from None
-    return value
+_duration = _from_text(parse_duration)
+_time_of_day = _from_text(parse_time_of_day)
 
 
 # NoDecode: `MOCD_REMINDERS__DEADLINE=14d,3d` is parsed by _offsets, not as JSON first.
