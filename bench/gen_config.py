@@ -553,8 +553,9 @@ class Generator:
             "00-calendar.yaml": self.calendar_yaml(),
             "01-groups.yaml": self.groups_yaml(),
             "02-units.yaml": self.units_yaml(),
-            "03-anniversaries.yaml": self.anniversaries_yaml(),
         }
+        if self.p.anniversaries:  # an empty list would be `anniversaries:` (null): an error
+            files["03-anniversaries.yaml"] = self.anniversaries_yaml()
         self.stats.groups = self.p.groups
         if self.p.standalone:
             files["04-standalone.yaml"] = self.standalone_yaml()
@@ -573,6 +574,9 @@ class Generator:
 
 def generate(params: Params, out: Path) -> Stats:
     """Write the config directory ``out`` (its old ``*.yaml`` files are removed)."""
+    if params.units < 10 or params.groups < 1 or min(params.campaigns, params.milestones,
+                                                      params.anniversaries, params.standalone) < 0:
+        raise ValueError("need at least 10 units and 1 group, and no negative counts")
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.y*ml"):
         old.unlink()

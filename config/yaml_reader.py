@@ -263,14 +263,29 @@ class PositionIndex:
         node = t.root_id()
         if t.is_stream(node) and t.has_children(node):
             node = t.first_child(node)
-        for part in path:
+        for i, part in enumerate(path):
             child = self._child(node, part)
             if child is None:
-                break
+                # `units: x` stands for `units: [x]`: an index into a scalar is the scalar.
+                last_index = i == len(path) - 1 and isinstance(part, int)
+                return self._position(node, at_key=not (last_index and t.has_val(node)))
             node = child
-        else:
-            return self._position(node, at_key=at_key)
-        return self._position(node, at_key=True)
+        return self._position(node, at_key=at_key)
+
+    def is_scalar_for_list(self, path: Sequence[PathPart]) -> bool:
+        """Whether ``path`` ends in an index into a scalar written for a one-item list."""
+        if not path or not isinstance(path[-1], int):
+            return False
+        t = self._tree
+        node = t.root_id()
+        if t.is_stream(node) and t.has_children(node):
+            node = t.first_child(node)
+        for part in path[:-1]:
+            child = self._child(node, part)
+            if child is None:
+                return False
+            node = child
+        return bool(t.has_val(node)) and not t.is_seq(node)
 
     def _child(self, node: int, part: PathPart) -> int | None:
         t = self._tree
@@ -315,6 +330,7 @@ def locate(diagnostics: Sequence[Diagnostic], raw: bytes) -> list[Diagnostic]:
     for d in diagnostics:
         if d.line == 0:
             line, column = index.locate(d.path, at_key=d.at_key)
-            d = replace(d, line=line, column=column)
+            path = d.path[:-1] if index.is_scalar_for_list(d.path) else d.path
+            d = replace(d, path=path, line=line, column=column)
         located.append(d)
     return located

@@ -76,7 +76,10 @@ def plan_reminders(
             offsets = settings.defaults_for(occurrence.kind)
         seen: set[datetime] = set()
         for offset in offsets:
-            fire_at = fire_time(occurrence, offset, calendar, settings.time_of_day, tz)
+            try:
+                fire_at = fire_time(occurrence, offset, calendar, settings.time_of_day, tz)
+            except OverflowError:  # before 0001-01-01: there is nobody to remind
+                continue
             if fire_at is None or fire_at in seen:
                 continue
             seen.add(fire_at)

@@ -96,11 +96,26 @@ def _names(ids: Iterable[str], names: Mapping[str, str], limit: int, more: str) 
     return text
 
 
+def _pack(parts: list[str]) -> Iterator[str]:
+    """Lay out a heading's parts on lines of at most WIDTH, never splitting a part."""
+    first, *rest = [p for p in parts if p]
+    line = f"  {first}"
+    for part in rest:
+        if len(line) + 2 + len(part) > WIDTH:
+            yield line
+            line = f"      {part}"
+        else:
+            line += f"  {part}"
+    yield line
+
+
 def _when(o: Occurrence, language: str) -> str:
     text = long_date(o.first, language)
     if o.span.start_at is not None and o.span.end_at is not None:
         text += f" {o.span.start_at:%H:%M}"
-        if o.span.end_at.date() == o.span.start_at.date():
+        if o.span.end_at == o.span.start_at:
+            pass  # a timed deadline: one moment
+        elif o.span.end_at.date() == o.span.start_at.date():
             text += f"–{o.span.end_at:%H:%M}"
         else:
             text += f" → {long_date(o.span.end_at.date(), language)} {o.span.end_at:%H:%M}"
@@ -125,12 +140,8 @@ def agenda_text(occurrences: Iterable[Occurrence], names: Mapping[str, str],
             heading = month_heading(*month, language)
             yield heading
             yield "─" * len(heading)
-        head = f"  {_when(o, language)}  · {labels[o.kind]}"
-        if o.cancelled:
-            head += f" ({words['cancelled']})"
-        if o.campaign:
-            head += f"  [{o.campaign}]"
-        yield from textwrap.wrap(head, WIDTH, subsequent_indent="      ", break_on_hyphens=False)
+        label = f"· {labels[o.kind]}" + (f" ({words['cancelled']})" if o.cancelled else "")
+        yield from _pack([_when(o, language), label, f"[{o.campaign}]" if o.campaign else ""])
         yield from wrap.wrap(o.title_in(language))
         details = []
         if o.window:

@@ -59,10 +59,14 @@ def anniversary_numbers(origin: Origin, every: int, first: date, last: date) -> 
     """
     start_year = origin.year
     low = max(1, first.year - start_year - 1)
-    high = min(last.year + 1, 9998) - start_year  # date.max is in 9999
+    high = min(last.year + 1, 9999) - start_year
     n = ((low + every - 1) // every) * every
     while n <= high:
-        if n >= 1 and first <= anniversary_day(origin, n) <= last:
+        try:
+            day = anniversary_day(origin, n)
+        except (ValueError, OverflowError):  # a lunar date spilling past 9999-12-31
+            return
+        if n >= 1 and first <= day <= last:
             yield n
         n += every
 

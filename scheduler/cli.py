@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
         click.echo("mocd: aborted", err=True)
         return 1
     except click.UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx else "mocd"
+        command = exc.ctx.command_path if exc.ctx else _command_path(argv)
         click.echo(f"{command}: {exc.format_message()} (see '{command} --help')", err=True)
         return exc.exit_code
     except click.ClickException as exc:
@@ -236,6 +236,13 @@ def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
                    err=True)
         return EXIT_RUNTIME
     return 0
+
+
+def _command_path(argv: list[str] | None) -> str:
+    """``mocd agenda`` for errors click raises before it has a command context."""
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if a in cli.commands), None)
+    return f"mocd {command}" if command else "mocd"
 
 
 def entry() -> None:

@@ -45,7 +45,8 @@ def test_a_local_time_has_a_default_duration_of_one_hour() -> None:
 
 def test_relative_dates_count_calendar_units_from_the_reference() -> None:
     found = occurrences(milestones(
-        "{id: base, title: B, kind: event, units: [all], when: {start: 2024-01-31, end: 2024-02-02}}",
+        "{id: base, title: B, kind: event, units: [all], "
+        "when: {start: 2024-01-31, end: 2024-02-02}}",
         "{id: days, title: D, kind: event, units: [all], when: {before: base, days: 10}}",
         "{id: weeks, title: W, kind: event, units: [all], when: {after: base, weeks: 2}}",
         "{id: months, title: M, kind: event, units: [all], when: {before: base, months: 1}}",

@@ -6,6 +6,7 @@ Every test runs with the `mocd_env` fixture: no `MOCD_*` variables and no
 
 from __future__ import annotations
 
+import json
 from datetime import time, timedelta
 from pathlib import Path
 
@@ -28,6 +29,11 @@ def write(tmp_path: Path, text: str, name: str = "mocd.toml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def where(path: Path) -> str:
+    """The prefix of a settings error when a file is read (the value may come from either)."""
+    return f"{path} (or MOCD_* environment)"
 
 
 def error_of(*args: object) -> str:
@@ -129,17 +135,29 @@ def test_environment_wins_over_the_file(tmp_path, monkeypatch):
     assert s.mail.admin == "admin@file.vn"  # the file still counts for what env leaves alone
 
 
-def test_offsets_from_the_environment_as_json(monkeypatch):
-    monkeypatch.setenv("MOCD_REMINDERS__DEADLINE", '["5d", "1d"]')
-    assert load_settings().reminders.deadline == offsets("5d", "1d")
-
-
-@pytest.mark.xfail(strict=True, reason="BUG: MOCD_REMINDERS__DEADLINE=14d,3d (the form the "
-                   "code documents) raises pydantic_settings.SettingsError: not a UserError, "
-                   "so `mocd` reports an internal error (exit 3)")
-def test_offsets_from_the_environment_comma_separated(monkeypatch):
-    monkeypatch.setenv("MOCD_REMINDERS__DEADLINE", "14d,3d")
+@pytest.mark.parametrize("value", ['["14d", "3d"]', '["14d","3d"]', "14d,3d", "14d, 3d"],
+                         ids=["json", "json-tight", "comma", "comma-space"])
+def test_offsets_from_the_environment(monkeypatch, value):
+    monkeypatch.setenv("MOCD_REMINDERS__DEADLINE", value)
     assert load_settings().reminders.deadline == offsets("14d", "3d")
+
+
+def test_a_bad_offset_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MOCD_REMINDERS__DEADLINE", "14d,3x")
+    assert error_of() == (
+        "settings (MOCD_* environment): reminders.deadline: expected a reminder offset like 14d, "
+        "2w, 3wd (working days), 2h or 0d, got '3x'"
+    )
+
+
+@pytest.mark.parametrize("name", ["MOCD_HTTP", "MOCD_REMINDERS"])
+def test_an_environment_value_that_is_not_json(monkeypatch, name):
+    # a whole section from one variable must be JSON
+    monkeypatch.setenv(name, "{port")
+    field = name.removeprefix("MOCD_").lower()
+    assert error_of() == (
+        f'settings: error parsing value for field "{field}" from source "EnvSettingsSource"'
+    )
 
 
 def test_mocd_settings_names_the_file(tmp_path, monkeypatch):
@@ -175,10 +193,11 @@ def test_invalid_toml(tmp_path):
 
 def test_unknown_key_in_a_section(tmp_path):
     message = error_of(write(tmp_path, '[mail]\nurl = ""\nsendr = "x@y.vn"\n'))
-    assert message == f"{tmp_path / 'mocd.toml'}: mail.sendr: unknown setting"
+    assert message == f"{where(tmp_path / 'mocd.toml')}: mail.sendr: unknown setting"
 
 
 def test_unknown_top_level_key(tmp_path):
+    # only the file can hold it (other MOCD_* variables are not settings): no "or environment"
     message = error_of(write(tmp_path, 'languag = "en"\n'))
     assert message == (f"{tmp_path / 'mocd.toml'}: languag: unknown setting "
                        "(did you mean 'language'?)")
@@ -186,14 +205,21 @@ def test_unknown_top_level_key(tmp_path):
 
 def test_unknown_section(tmp_path):
     message = error_of(write(tmp_path, '[reminder]\ndeadline = ["1d"]\n'))
-    assert "reminder: unknown setting (did you mean 'reminders'?)" in message
+    assert message == (f"{tmp_path / 'mocd.toml'}: reminder: unknown setting "
+                       "(did you mean 'reminders'?)")
+
+
+def test_several_unknown_top_level_keys(tmp_path):
+    path = write(tmp_path, 'languag = "en"\nzzz = 1\n')
+    assert error_of(path) == (f"{path}: languag: unknown setting (did you mean 'language'?); "
+                              f"{path}: zzz: unknown setting")
 
 
 def test_bad_offset_in_reminders_deadline(tmp_path):
     message = error_of(write(tmp_path, '[reminders]\ndeadline = ["14d", "3x"]\n'))
     assert message == (
-        f"{tmp_path / 'mocd.toml'}: reminders.deadline: expected a reminder offset like 14d, "
-        "2w, 3wd (working days), 2h or 0d, got '3x'"
+        f"{where(tmp_path / 'mocd.toml')}: reminders.deadline: expected a reminder offset like "
+        "14d, 2w, 3wd (working days), 2h or 0d, got '3x'"
     )
 
 
@@ -207,19 +233,28 @@ def test_bad_offset_in_reminders_deadline(tmp_path):
      "feeds.past: expected a duration like 4h, 90m, 1h30m or 2d, got '1y'"),
 ], ids=["language", "timezone", "port", "time-of-day", "duration"])
 def test_bad_values(tmp_path, text, expected):
-    assert error_of(write(tmp_path, text)) == f"{tmp_path / 'mocd.toml'}: {expected}"
+    assert error_of(write(tmp_path, text)) == f"{where(tmp_path / 'mocd.toml')}: {expected}"
 
 
 def test_bad_value_from_the_environment(monkeypatch):
     monkeypatch.setenv("MOCD_HTTP__PORT", "abc")
-    assert error_of() == ("settings: http.port: Input should be a valid integer, "
-                          "unable to parse string as an integer")
+    assert error_of() == ("settings (MOCD_* environment): http.port: Input should be a valid "
+                          "integer, unable to parse string as an integer")
+
+
+def test_bad_value_from_the_environment_with_a_settings_file(tmp_path, monkeypatch):
+    path = write(tmp_path, '[http]\nhost = "0.0.0.0"\n')
+    monkeypatch.setenv("MOCD_HTTP__PORT", "abc")
+    assert error_of(path) == (f"{where(path)}: http.port: Input should be a valid integer, "
+                              "unable to parse string as an integer")
 
 
 def test_several_problems_in_one_line(tmp_path):
-    message = error_of(write(tmp_path, '[mail]\nconcurrency = 0\n[feeds]\nfuture = "x"\n'))
-    assert "mail.concurrency: " in message
-    assert "feeds.future: " in message
+    path = write(tmp_path, '[mail]\nconcurrency = 0\n[feeds]\nfuture = "x"\n')
+    assert error_of(path) == (
+        f"{where(path)}: mail.concurrency: Input should be greater than or equal to 1; "
+        "feeds.future: expected a duration like 4h, 90m, 1h30m or 2d, got 'x'"
+    )
 
 
 # -- through the command line ---------------------------------------------------------
@@ -262,15 +297,35 @@ def test_cli_mocd_settings_and_environment(tmp_path, write_config: WriteConfig,
     monkeypatch.setenv("MOCD_FEEDS__FUTURE", "10d")
     code, out, _ = run_cli(["check", "--config", "cfg"])
     assert code == 0
-    # today is 2024-06-01
-    assert out.rstrip().endswith("from 2024-05-02 to 2024-06-11")
+    # today is 2024-06-01: from 2024-06-01 − 30 d to 2024-06-01 + 10 d; bao-cao (2024-06-20)
+    # is past the range
+    assert out == ("cfg: OK — 1 files, 1 units, 0 groups, 0 campaigns, 0 anniversaries; "
+                   "1 occurrences; from 2024-05-02 to 2024-06-11: 0 occurrences, 0 reminders\n")
 
 
 def test_cli_bad_setting_is_one_line(run_cli, monkeypatch):
     monkeypatch.setenv("MOCD_LANGUAGE", "fr")
     code, out, err = run_cli(["check", "--config", "cfg"])
     assert (code, out) == (1, "")
-    assert err == "settings: language: Input should be 'vi' or 'en'\n"
+    assert err == "settings (MOCD_* environment): language: Input should be 'vi' or 'en'\n"
+
+
+def test_cli_environment_value_that_is_not_json_is_one_line(run_cli, monkeypatch):
+    monkeypatch.setenv("MOCD_HTTP", "{port")
+    code, out, err = run_cli(["check", "--config", "cfg"])
+    assert (code, out) == (1, "")
+    assert err == 'settings: error parsing value for field "http" from source "EnvSettingsSource"\n'
+
+
+def test_cli_comma_separated_offsets_from_the_environment(tmp_path, write_config: WriteConfig,
+                                                           run_cli: RunCli, monkeypatch):
+    write_config(tmp_path, {"a.yaml": CONFIG.replace(", reminders: [1d]", "")})
+    monkeypatch.setenv("MOCD_REMINDERS__DEADLINE", "14d,3d")
+    code, out, err = run_cli(["reminders", "--config", "cfg", "--format", "json"])
+    assert (code, err) == (0, "")
+    # 14 days before Thursday 2024-06-20 is Thursday 06-06; 3 days before, Monday 06-17
+    assert [(r["offset"], r["fire_at"]) for r in json.loads(out)] == [
+        ("14d", "2024-06-06T07:30:00+07:00"), ("3d", "2024-06-17T07:30:00+07:00")]
 
 
 def test_the_defaults_need_no_file():
