@@ -425,7 +425,8 @@ def versions() -> str:
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
+                                "--untracked-files=no", "--",
                                 "scheduler", "config"], capture_output=True, text=True,
                                check=False).stdout.strip()
         if head:
@@ -478,15 +479,26 @@ def print_linearity(steps: list[Step]) -> None:
               f"{growth:.2f} (1.0 = linear; {last.factor / first.factor:.0f} = quadratic)")
 
 
-def print_window(steps: list[Step]) -> None:
-    print("\n== window (issue scenario; only anniversaries depend on it; flat µs/occ = no "
-          "per-day loop)")
+def print_window(steps: list[Step], issue: Result | None) -> None:
+    print("\n== window (issue scenario without since/until units; only anniversaries depend "
+          "on the window)")
     print(f"   {'years':>5} {'occurrences':>12} {'expand':>10} {'expand µs/occ':>14}"
-          f" {'same, gc off':>13}")
+          f" {'same, gc off':>13} {'µs per added occ':>17}")
+    previous: Step | None = None
     for s in steps:
+        added = ""
+        if previous is not None:  # the marginal cost of what the longer window adds
+            cost = s.expand_nogc - previous.expand_nogc
+            added = f"{cost / max(1, s.occurrences - previous.occurrences) * 1e6:.1f}"
         print(f"   {s.factor:>5} {s.occurrences:>12,} {fmt_s(s.expand):>10}"
               f" {s.expand / s.occurrences * 1e6:>14.1f}"
-              f" {s.expand_nogc / s.occurrences * 1e6:>13.1f}")
+              f" {s.expand_nogc / s.occurrences * 1e6:>13.1f} {added:>17}")
+        previous = s
+    if issue is not None and len(steps) >= 2 and issue.occurrences:
+        with_dated = issue.row("expand").seconds / issue.occurrences * 1e6
+        plain = steps[1].expand / steps[1].occurrences * 1e6
+        print(f"   units with since/until: expand {with_dated:.1f} µs/occ with them "
+              f"(issue scenario above) vs {plain:.1f} without: {with_dated / plain:.1f}×")
 
 
 def profile(name: str, params: gen_config.Params, out: Path, top: int) -> None:
@@ -551,10 +563,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_linearity:
         steps = linearity(scenarios["national"], args.out, (1, 2, 4))
         print_linearity(steps)
-        if not (args.out / "issue").is_dir():
-            gen_config.generate(scenarios["issue"], args.out / "issue")
-        windows = window_scaling(args.out / "issue")
-        print_window(windows)
+        plain = replace(scenarios["issue"], ceased=0, created=0)
+        gen_config.generate(plain, args.out / "issue-plain")
+        windows = window_scaling(args.out / "issue-plain")
+        print_window(windows, next((r for r in results if r.name == "issue"), None))
     if args.profile:
         profile(args.profile, scenarios[args.profile], args.out, 30)
     if args.json:

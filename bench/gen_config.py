@@ -8,14 +8,14 @@
 The same arguments and ``--seed`` always give the same bytes. The config looks
 like what offices write: Vietnamese unit, group, campaign and milestone names;
 units with e-mail addresses (some without, some with two), grouped into
-``--groups`` groups; district offices that ceased on 2025-06-30 with a
-successor (the 2025 reform); campaigns with a document, an owner, a period and
-recipients (groups, ``all``, single units); milestones that mix every date form
-of SPEC §4.1 — fixed days, months, quarters, half years, timed events,
-``{start, end}`` ranges, relative chains counted in working days, references to
-the period, to other campaigns and to anniversaries, and monthly, quarterly,
-yearly and lunar recurrences (which multiply the occurrences); anniversaries
-with solar and lunar origins.
+``--groups`` groups; the 2025 reform (district offices that ceased on 2025-06-30
+with a successor, communes that exist ``since`` 2025-07-01); campaigns with a
+document, an owner, a period and recipients (groups, ``all``, single units);
+milestones that mix every date form of SPEC §4.1 — fixed days, months,
+quarters, half years, timed events, ``{start, end}`` ranges, relative chains
+counted in working days, references to the period, to other campaigns and to
+anniversaries, and monthly, quarterly, yearly and lunar recurrences (which
+multiply the occurrences); anniversaries with solar and lunar origins.
 
 The YAML is written by hand (no YAML library): strings are double-quoted with
 JSON escapes, which is valid YAML. Stand-alone only: no import of mocd.
@@ -45,6 +45,7 @@ class Params:
     anniversaries: int = 200
     standalone: int = 0  # stand-alone milestones (top-level `milestones:`)
     ceased: int = -1  # units with `until` + `successor`; -1: 2% of the units
+    created: int = -1  # units with `since` (new communes of the reform); -1: 1% of the units
     audience: str = "wide"  # wide: groups and `all`; narrow: a few units or one group
     first_year: int = 2025  # campaign periods start in first_year-1 .. first_year+7
     seed: int = 2025
@@ -176,6 +177,7 @@ class Unit:
     parent: str | None = None
     until: date | None = None
     successor: str | None = None
+    since: date | None = None
 
 
 @dataclass
@@ -240,11 +242,22 @@ class Generator:
         weights = [w for w, _ in UNIT_KINDS]
         ceased = self.p.ceased if self.p.ceased >= 0 else self.p.units // 50
         ceased = min(ceased, self.p.units // 2)
+        created = self.p.created if self.p.created >= 0 else self.p.units // 100
+        created = min(created, (self.p.units - ceased) // 2)
         n_active = self.p.units - ceased
-        for i in range(n_active):
+        for i in range(n_active - created):
             name = self.fill(self.rng.choices(kinds, weights)[0])
             uid = self.unique(slug(name))
             self.units.append(Unit(uid, name, self.emails(uid, i), self.unit_groups()))
+        # Communes created by the 2025 reform: they exist from 2025-07-01 on.
+        new_communes = []
+        for i in range(created):
+            name = f"UBND {self.rng.choice(('xã', 'phường'))} {self.place()}"
+            uid = self.unique(slug(name))
+            unit = Unit(uid, name, self.emails(uid, i), self.unit_groups(),
+                        since=date(2025, 7, 1))
+            self.units.append(unit)
+            new_communes.append(unit)
         self.active = list(self.units)
         # District offices abolished by the 2025 reform: their occurrences after
         # 2025-06-30 go to a successor, sometimes through another ceased office.
@@ -254,8 +267,11 @@ class Generator:
             name = f"{office} huyện {district}"
             uid = self.unique(slug(name))
             ceased_units = self.units[n_active:]
-            if ceased_units and self.rng.random() < 0.1:
+            r = self.rng.random()
+            if ceased_units and r < 0.1:
                 successor = self.rng.choice(ceased_units).id  # chained (earlier one)
+            elif new_communes and r < 0.6:
+                successor = self.rng.choice(new_communes).id
             else:
                 successor = self.rng.choice(self.active).id
             self.units.append(Unit(uid, name, self.emails(uid, i), self.unit_groups(),
@@ -288,6 +304,8 @@ class Generator:
                 out.append(f"    email: [{', '.join(u.emails)}]")
             if u.groups:
                 out.append(f"    groups: [{', '.join(u.groups)}]")
+            if u.since is not None:
+                out.append(f"    since: {iso(u.since)}")
             if u.until is not None:
                 out.append(f"    until: {iso(u.until)}")
                 out.append(f"    successor: {u.successor}")
@@ -601,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anniversaries", type=int)
     parser.add_argument("--standalone", type=int, help="stand-alone milestones")
     parser.add_argument("--ceased", type=int, help="units that ceased 2025-06-30 (-1: 2%%)")
+    parser.add_argument("--created", type=int, help="units created 2025-07-01 (-1: 1%%)")
     parser.add_argument("--audience", choices=("wide", "narrow"))
     parser.add_argument("--campaigns-per-file", type=int)
     parser.add_argument("--seed", type=int)

@@ -6,7 +6,7 @@ these into outbox rows; ``mocd reminders`` prints them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -64,7 +64,42 @@ def plan_reminders(
     occurrence (``1d`` and ``3d`` before a Monday both fire on Friday) are one
     reminder: the first offset written wins.
     """
-    planned: list[PlannedReminder] = []
+    planned = [
+        PlannedReminder(occurrence.uid, unit, offset, fire_at)
+        for occurrence, recipients, fires in _plans(occurrences, units, calendar, settings, tz)
+        for offset, fire_at in fires
+        for unit in recipients
+    ]
+    planned.sort(key=PlannedReminder.sort_key)
+    return planned
+
+
+def count_reminders(
+    occurrences: Iterable[Occurrence],
+    units: Mapping[str, UnitSpec],
+    calendar: WorkingCalendar,
+    settings: ReminderSettings,
+    tz: ZoneInfo,
+    first: date,
+    last: date,
+) -> int:
+    """How many reminders fire from ``first`` to ``last`` (no objects, no sorting)."""
+    return sum(
+        len(recipients)
+        for _, recipients, fires in _plans(occurrences, units, calendar, settings, tz)
+        for _, fire_at in fires
+        if first <= fire_at.date() <= last
+    )
+
+
+def _plans(
+    occurrences: Iterable[Occurrence],
+    units: Mapping[str, UnitSpec],
+    calendar: WorkingCalendar,
+    settings: ReminderSettings,
+    tz: ZoneInfo,
+) -> Iterator[tuple[Occurrence, list[str], list[tuple[Offset, datetime]]]]:
+    """Per occurrence: the recipients with email, and the distinct (offset, fire time)."""
     for occurrence in occurrences:
         if occurrence.cancelled:
             continue
@@ -74,6 +109,7 @@ def plan_reminders(
         offsets = occurrence.reminders
         if offsets is None:
             offsets = settings.defaults_for(occurrence.kind)
+        fires: list[tuple[Offset, datetime]] = []
         seen: set[datetime] = set()
         for offset in offsets:
             try:
@@ -83,6 +119,5 @@ def plan_reminders(
             if fire_at is None or fire_at in seen:
                 continue
             seen.add(fire_at)
-            planned.extend(PlannedReminder(occurrence.uid, u, offset, fire_at) for u in recipients)
-    planned.sort(key=PlannedReminder.sort_key)
-    return planned
+            fires.append((offset, fire_at))
+        yield occurrence, recipients, fires

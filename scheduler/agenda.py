@@ -63,23 +63,26 @@ def reminder_record(r: PlannedReminder) -> dict[str, Any]:
     return {"uid": r.uid, "unit": r.unit, "offset": r.offset.text, "fire_at": r.fire_at.isoformat()}
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def json_lines(records: Iterable[dict[str, Any]]) -> Iterator[str]:
-    """A JSON array, one compact object per line: fast (C encoder) and greppable."""
+    """A JSON array, one compact object per line: fast (C encoder), streamed, greppable."""
     yield "["
     previous: str | None = None
     for record in records:
         if previous is not None:
             yield f"  {previous},"
-        previous = json.dumps(record, ensure_ascii=False)
+        previous = _ENCODE(record)
     if previous is not None:
         yield f"  {previous}"
     yield "]"
 
 
 def agenda_json(occurrences: Iterable[Occurrence], tz: ZoneInfo, language: str) -> Iterator[str]:
-    records = [agenda_record(o, tz, language) for o in occurrences if not o.cancelled]
-    records.sort(key=lambda r: (r["start"], r["uid"]))
-    return json_lines(records)
+    """Occurrences arrive sorted by :meth:`Occurrence.sort_key`, which orders exactly as
+    (``start`` text, ``uid``) does for one zone: all-day dates before times of that day."""
+    return json_lines(agenda_record(o, tz, language) for o in occurrences if not o.cancelled)
 
 
 def _names(ids: Iterable[str], names: Mapping[str, str], limit: int, more: str) -> str:

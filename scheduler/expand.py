@@ -9,6 +9,7 @@ the window.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -87,8 +88,14 @@ class Expander:
         self._visiting: list[Node] = []
         self._windows: dict[tuple[Node, str | None], tuple[date, date]] = {}
         self._recipient_cache: dict[tuple[object, ...], tuple[str, ...]] = {}
-        self._dated_units = any(u.until is not None or u.since is not None
-                                for u in config.units.values())
+        # Who receives what changes only on the days units start (since) or stop (the
+        # day after until); between two such days the recipients of a target list are
+        # the same, so the cache is keyed by that stretch, not by the day.
+        boundaries = {u.since for u in config.units.values() if u.since is not None}
+        boundaries |= {u.until + timedelta(days=1) for u in config.units.values()
+                       if u.until is not None and u.until < date.max}
+        self._boundaries = sorted(boundaries)
+        self._dated_units = bool(self._boundaries)
         self._specs: dict[Node, MilestoneSpec] = {
             ("m", "", mid): m for mid, m in config.milestones.items()}
         for cid, campaign in config.campaigns.items():
@@ -273,7 +280,8 @@ class Expander:
     def _recipients(self, targets: Iterable[str], lead: str | None, day: date,
                     exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
         targets = tuple(targets)
-        key = (targets, lead, day if self._dated_units else None, exclude)
+        stretch = bisect.bisect_right(self._boundaries, day)
+        key = (targets, lead, stretch, exclude)
         cached = self._recipient_cache.get(key)
         if cached is None:
             ids = set(self.config.resolve_units(targets))
