@@ -274,12 +274,13 @@ def parse_expr(raw: object) -> DateExpr:
         start = _single(raw["start"], "start")
         end = _single(raw["end"], "end")
         return Between(start, end)
-    if "yearly" in keys:
-        _check_keys(raw, ("yearly", "from", "until"), "a yearly date", ("from", "until"))
-        month, day = _month_day(raw["yearly"], "yearly", lunar=False)
+    if keys & {"yearly", "lunar"}:
+        key = "yearly" if "yearly" in keys else "lunar"
+        _check_keys(raw, (key, "from", "until"), f"a {key} date", ("from", "until"))
+        month, day = _month_day(raw[key], key, lunar=key == "lunar")
         first, last = _year(raw["from"], "from"), _year(raw["until"], "until")
         _ordered((first,), (last,))
-        return Yearly(month, day, first, last)
+        return (LunarYearly if key == "lunar" else Yearly)(month, day, first, last)
     if "monthly" in keys:
         _check_keys(raw, ("monthly", "from", "until"), "a monthly date", ("from", "until"))
         day = _count(raw["monthly"], "monthly")
@@ -296,12 +297,6 @@ def parse_expr(raw: object) -> DateExpr:
         first_q, last_q = _year_quarter(raw["from"], "from"), _year_quarter(raw["until"], "until")
         _ordered(first_q, last_q)
         return Quarterly("start" if edge == "start" else "end", first_q, last_q)
-    if "lunar" in keys:
-        _check_keys(raw, ("lunar", "from", "until"), "a lunar date", ("from", "until"))
-        month, day = _month_day(raw["lunar"], "lunar", lunar=True)
-        first, last = _year(raw["from"], "from"), _year(raw["until"], "until")
-        _ordered((first,), (last,))
-        return LunarYearly(month, day, first, last)
     known = ("before", "after", "start", "end", "yearly", "monthly", "quarterly", "lunar")
     first_key = next(iter(raw), "")
     raise ExprError(
