@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from scheduler.anniversaries import AnniversaryClass, decree_111_note
 from scheduler.dates import Span
-from scheduler.offsets import Offset
+from scheduler.offsets import Offset, parse_offset
 
 OccurrenceKind = Literal["deadline", "event", "period", "anniversary"]
 
@@ -98,3 +100,53 @@ class Occurrence:
         """Start, then UID (SPEC §8): all-day items before timed ones of the same day."""
         start = self.span.start_at
         return (self.span.first, 0 if start is None else 1, start or datetime.min, self.uid)
+
+
+def to_record(o: Occurrence) -> dict[str, Any]:
+    """The occurrence as JSON-able data (stored in the database, compared by fingerprint)."""
+    span = o.span
+    return {
+        "uid": o.uid, "title": o.title, "title_en": o.title_en, "kind": o.kind,
+        "first": span.first.isoformat(), "last": span.last.isoformat(),
+        "start_at": span.start_at.isoformat() if span.start_at else None,
+        "end_at": span.end_at.isoformat() if span.end_at else None,
+        "units": list(o.units), "due": o.due.isoformat() if o.due else None,
+        "window": [o.window[0].isoformat(), o.window[1].isoformat()] if o.window else None,
+        "campaign": o.campaign, "milestone": o.milestone, "key": o.key, "lead": o.lead,
+        "cc": list(o.cc), "submit_to": o.submit_to,
+        "anniversary": None if o.anniversary is None else {
+            "id": o.anniversary.id, "n": o.anniversary.n, "cls": o.anniversary.cls,
+            "origin": o.anniversary.origin.isoformat(), "founding": o.anniversary.founding},
+        "reminders": None if o.reminders is None else [r.text for r in o.reminders],
+        "description": o.description, "location": o.location, "url": o.url,
+        "document": o.document, "celebrates": o.celebrates, "cancelled": o.cancelled,
+    }
+
+
+def from_record(data: dict[str, Any]) -> Occurrence:
+    """The inverse of :func:`to_record`."""
+    day = date.fromisoformat
+    moment = datetime.fromisoformat
+    a = data["anniversary"]
+    return Occurrence(
+        uid=data["uid"], title=data["title"], title_en=data["title_en"], kind=data["kind"],
+        span=Span(day(data["first"]), day(data["last"]),
+                  moment(data["start_at"]) if data["start_at"] else None,
+                  moment(data["end_at"]) if data["end_at"] else None),
+        units=tuple(data["units"]), due=day(data["due"]) if data["due"] else None,
+        window=(day(data["window"][0]), day(data["window"][1])) if data["window"] else None,
+        campaign=data["campaign"], milestone=data["milestone"], key=data["key"],
+        lead=data["lead"], cc=tuple(data["cc"]), submit_to=data["submit_to"],
+        anniversary=None if a is None else AnniversaryInfo(
+            a["id"], a["n"], a["cls"], day(a["origin"]), a["founding"]),
+        reminders=None if data["reminders"] is None else tuple(
+            parse_offset(t) for t in data["reminders"]),
+        description=data["description"], location=data["location"], url=data["url"],
+        document=data["document"], celebrates=data["celebrates"], cancelled=data["cancelled"],
+    )
+
+
+def fingerprint(record: dict[str, Any]) -> str:
+    """A stable hash of a record: equal records, equal fingerprints (sequence bumps on change)."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

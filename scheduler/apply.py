@@ -1,0 +1,251 @@
+"""Applying a config revision to the store (issue 3, SPEC §5 and §7).
+
+validate → expand → diff against the stored occurrences by UID → upsert
+(``sequence`` and ``changed_at`` move only on real changes) → re-plan the
+outbox: new rows for new (occurrence, unit, offset), pending rows that no
+longer apply cancelled, ``sent`` rows never touched. Date changes within 90
+days and removals/cancellations become notices, except on the first load of
+an empty database. Several instances may race to apply: a PostgreSQL advisory
+lock (SQLite: the single writer) serialises them and the content hash makes
+the second a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.loader import MilestoneConfig
+from config.settings import Settings
+from notifications.planning import PlannedReminder
+from scheduler.database import transaction
+from scheduler.models import ConfigRevision, OutboxRow, StoredOccurrence, Unit
+from scheduler.occurrences import Occurrence, fingerprint, to_record
+
+NOTICE_HORIZON = timedelta(days=90)
+_ADVISORY_LOCK_KEY = 0x6D6F6364  # "mocd"
+_OPEN_STATES = ("pending", "failed")  # reminder rows a reload may still change
+
+
+@dataclass
+class ApplyResult:
+    applied: bool  # False: this exact revision was already applied (by us or another instance)
+    revision_id: int | None = None
+    inserted: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    reminders_added: int = 0
+    reminders_moved: int = 0
+    reminders_cancelled: int = 0
+    notices: int = 0
+    first_load: bool = False
+    summary: dict[str, int] = field(default_factory=dict)
+
+
+def content_hash(config: MilestoneConfig, settings: Settings) -> str:
+    """What a revision is: the files' bytes and the settings that change expansion/planning."""
+    digest = hashlib.sha256()
+    for name in sorted(config.files):
+        digest.update(name.encode() + b"\0" + config.files[name] + b"\0")
+    digest.update(settings.uid_domain.encode() + b"\0" + settings.timezone.encode())
+    digest.update(settings.reminders.model_dump_json().encode())
+    return digest.hexdigest()
+
+
+def _lock(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+    # SQLite: the transaction began with BEGIN IMMEDIATE (scheduler.database): one writer.
+
+
+def _reminder_key(uid: str, unit: str, offset: str) -> str:
+    return f"reminder:{uid}:{unit}:{offset}"
+
+
+class _Apply:
+    def __init__(self, session: Session, config: MilestoneConfig, now: datetime,
+                 tz: ZoneInfo) -> None:
+        self.session = session
+        self.config = config
+        self.now = now
+        self.today = now.astimezone(tz).date()
+        self.result = ApplyResult(applied=True)
+
+    def emails(self, unit: str) -> bool:
+        spec = self.config.units.get(unit)
+        return spec is not None and bool(spec.email)
+
+    def notice(self, kind: str, key: str, unit: str, uid: str, payload: dict[str, object]) -> None:
+        self.session.add(OutboxRow(
+            idempotency_key=key, kind=kind, unit=unit, occurrence_uids=[uid], offset=None,
+            fire_at=self.now, state="pending", attempts=0, next_attempt_at=self.now,
+            payload=payload, created_at=self.now))
+        self.result.notices += 1
+
+    def near(self, *days: date | None) -> bool:
+        return any(d is not None and self.today <= d <= self.today + NOTICE_HORIZON
+                   for d in days)
+
+    def units(self) -> None:
+        stored = {u.id: u for u in self.session.scalars(select(Unit))}
+        for uid, spec in self.config.units.items():
+            emails = list(spec.email)
+            row = stored.get(uid)
+            if row is None:
+                self.session.add(Unit(id=uid, name=spec.name, emails=emails,
+                                      language=spec.language, updated_at=self.now))
+            elif (row.name, row.emails, row.language) != (spec.name, emails, spec.language):
+                row.name, row.emails, row.language = spec.name, emails, spec.language
+                row.updated_at = self.now
+
+    def occurrences(self, occurrences: Sequence[Occurrence], first_load: bool) -> None:
+        stored = {o.uid: o for o in self.session.scalars(select(StoredOccurrence))}
+        seen: set[str] = set()
+        for occurrence in occurrences:
+            seen.add(occurrence.uid)
+            record = to_record(occurrence)
+            mark = fingerprint(record)
+            row = stored.get(occurrence.uid)
+            if row is None:
+                self.session.add(StoredOccurrence(
+                    uid=occurrence.uid, kind=occurrence.kind, campaign=occurrence.campaign,
+                    first_day=occurrence.first, last_day=occurrence.last, due=occurrence.due,
+                    cancelled=occurrence.cancelled, removed_at=None, fingerprint=mark,
+                    data=record, sequence=0, changed_at=self.now))
+                self.result.inserted += 1
+                continue
+            if row.fingerprint == mark and row.removed_at is None:
+                self.result.unchanged += 1
+                continue
+            old_day = row.due or row.first_day
+            row.sequence += 1
+            row.changed_at = self.now
+            newly_cancelled = occurrence.cancelled and not row.cancelled
+            moved = old_day != occurrence.day
+            row.kind, row.campaign = occurrence.kind, occurrence.campaign
+            row.first_day, row.last_day, row.due = occurrence.first, occurrence.last, occurrence.due
+            row.cancelled, row.removed_at = occurrence.cancelled, None
+            row.fingerprint, row.data = mark, record
+            self.result.updated += 1
+            if first_load:
+                continue
+            if newly_cancelled and old_day >= self.today:
+                self.cancellation(occurrence.uid, occurrence.units, record)
+            elif moved and not occurrence.cancelled and self.near(old_day, occurrence.day):
+                payload = {"old_first": row.data.get("first"), "old_day": old_day.isoformat(),
+                           "new_day": occurrence.day.isoformat(), "sequence": row.sequence}
+                for unit in occurrence.units:
+                    if self.emails(unit):
+                        self.notice("change", f"change:{occurrence.uid}:{unit}:{row.sequence}",
+                                    unit, occurrence.uid, payload)
+        for uid, row in stored.items():
+            if uid in seen or row.removed_at is not None:
+                continue
+            row.removed_at = self.now
+            row.sequence += 1
+            row.changed_at = self.now
+            self.result.removed += 1
+            if not first_load and not row.cancelled and (row.due or row.first_day) >= self.today:
+                self.cancellation(uid, row.data.get("units", []), row.data)
+
+    def cancellation(self, uid: str, units: Iterable[str], record: dict[str, object]) -> None:
+        for unit in units:
+            if self.emails(unit):
+                self.notice("cancellation", f"cancel:{uid}:{unit}", unit, uid,
+                            {"occurrence": record})
+
+    def reminders(self, planned: Sequence[PlannedReminder]) -> None:
+        rows = self.session.execute(
+            select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.state, OutboxRow.fire_at)
+            .where(OutboxRow.kind == "reminder")
+        ).all()
+        existing = {key: (row_id, state, fire_at) for row_id, key, state, fire_at in rows}
+        wanted: set[str] = set()
+        new_rows = []
+        for reminder in planned:
+            key = _reminder_key(reminder.uid, reminder.unit, reminder.offset.text)
+            wanted.add(key)
+            found = existing.get(key)
+            if found is None:
+                if reminder.fire_at > self.now:  # past ones are never created
+                    new_rows.append({
+                        "idempotency_key": key, "kind": "reminder", "unit": reminder.unit,
+                        "occurrence_uids": [reminder.uid], "offset": reminder.offset.text,
+                        "fire_at": reminder.fire_at, "state": "pending", "attempts": 0,
+                        "next_attempt_at": reminder.fire_at, "payload": {},
+                        "created_at": self.now})
+                continue
+            row_id, state, fire_at = found
+            if state in _OPEN_STATES and fire_at != reminder.fire_at:
+                self.session.execute(
+                    update(OutboxRow).where(OutboxRow.id == row_id).values(
+                        fire_at=reminder.fire_at, next_attempt_at=reminder.fire_at,
+                        state="pending", attempts=0, last_error=None))
+                self.result.reminders_moved += 1
+        if new_rows:
+            self.session.execute(insert(OutboxRow), new_rows)
+            self.result.reminders_added = len(new_rows)
+        stale = [row_id for key, (row_id, state, _) in existing.items()
+                 if key not in wanted and state in _OPEN_STATES]
+        for start in range(0, len(stale), 500):
+            self.session.execute(
+                update(OutboxRow).where(OutboxRow.id.in_(stale[start:start + 500])).values(
+                    state="cancelled", last_error="no longer planned by the config"))
+        self.result.reminders_cancelled = len(stale)
+
+
+def apply_revision(
+    factory: sessionmaker[Session],
+    config: MilestoneConfig,
+    occurrences: Sequence[Occurrence],
+    reminders: Sequence[PlannedReminder],
+    *,
+    settings: Settings,
+    now: datetime,
+) -> ApplyResult:
+    """Apply one valid revision in one transaction; a no-op if it is already the applied one."""
+    revision = content_hash(config, settings)
+    with transaction(factory) as session:
+        _lock(session)
+        latest = session.scalars(
+            select(ConfigRevision).where(ConfigRevision.ok.is_(True))
+            .order_by(ConfigRevision.id.desc()).limit(1)).first()
+        if latest is not None and latest.content_hash == revision:
+            return ApplyResult(applied=False, revision_id=latest.id)
+        first_load = latest is None and not session.scalar(
+            select(func.count()).select_from(StoredOccurrence))
+        work = _Apply(session, config, now, settings.tz)
+        work.result.first_load = first_load
+        work.units()
+        work.occurrences(occurrences, first_load)
+        work.reminders(reminders)
+        summary = {
+            "inserted": work.result.inserted, "updated": work.result.updated,
+            "removed": work.result.removed, "unchanged": work.result.unchanged,
+            "reminders_added": work.result.reminders_added,
+            "reminders_moved": work.result.reminders_moved,
+            "reminders_cancelled": work.result.reminders_cancelled,
+            "notices": work.result.notices,
+        }
+        row = ConfigRevision(content_hash=revision, applied_at=now, ok=True, errors=None,
+                             summary=summary)
+        session.add(row)
+        session.flush()
+        work.result.revision_id = row.id
+        work.result.summary = summary
+        return work.result
+
+
+def record_rejected(factory: sessionmaker[Session], *, revision: str, errors: str,
+                    now: datetime) -> None:
+    """Remember a rejected revision (its errors), so status and reports can show it."""
+    with transaction(factory) as session:
+        session.add(ConfigRevision(content_hash=revision, applied_at=now, ok=False,
+                                   errors=errors, summary={}))

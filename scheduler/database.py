@@ -1,0 +1,85 @@
+"""Opening the store: SQLite (WAL, one writer at a time) or PostgreSQL, and migrations.
+
+SQLite gets ``BEGIN IMMEDIATE`` for every transaction so that a claim of due
+outbox rows takes the write lock before it reads: two processes can never
+claim the same row. PostgreSQL uses ``FOR UPDATE SKIP LOCKED`` instead (see
+:mod:`notifications.outbox`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.errors import UserError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get WAL and immediate (write-locking) transactions."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                                  "isolation_level": None})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True)
+    raise UserError(f"database_url: unsupported database '{parsed.get_backend_name()}' "
+                    "(use sqlite:///… or postgresql+psycopg://…)")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", "scheduler:migrations")
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration (``mocd db upgrade``; ``mocd run`` on SQLite)."""
+    cfg = alembic_config()
+    with engine.connect() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+        if connection.in_transaction():
+            connection.commit()
+
+
+def is_current(engine: Engine) -> bool:
+    """Whether the database has the store's tables (a cheap check before running)."""
+    return "outbox" in inspect(engine).get_table_names()
