@@ -1,0 +1,149 @@
+"""The outbox: claiming due rows with a lease, and recording what happened to them.
+
+Every email is a row before it is sent. A dispatcher claims due rows
+atomically (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite: the claim runs in a
+``BEGIN IMMEDIATE`` transaction, so one writer at a time), marks them
+``sending`` with a lease, sends, then marks them ``sent`` with the server's
+reply. A crash leaves rows ``sending`` with a lease that expires; expired
+leases return to ``pending``. So a message is re-sent only if it was in flight
+at the moment of the crash.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from scheduler.database import transaction
+from scheduler.models import OutboxRow
+
+DEFAULT_LEASE = timedelta(minutes=5)
+BACKOFF_BASE = timedelta(minutes=1)
+BACKOFF_CAP = timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed row, detached from the session (the dispatcher sends without a transaction)."""
+
+    id: int
+    idempotency_key: str
+    kind: str
+    unit: str | None
+    occurrence_uids: tuple[str, ...]
+    offset: str | None
+    fire_at: datetime
+    attempts: int
+    payload: dict[str, object]
+
+
+def claim_due(factory: sessionmaker[Session], *, now: datetime, owner: str,
+              lease: timedelta = DEFAULT_LEASE, limit: int = 500) -> list[Claimed]:
+    """Claim up to ``limit`` due pending rows for ``owner`` until ``now + lease``."""
+    with transaction(factory) as session:
+        query = (select(OutboxRow)
+                 .where(OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now)
+                 .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
+                 .limit(limit))
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = list(session.scalars(query))
+        for row in rows:
+            row.state = "sending"
+            row.lease_until = now + lease
+            row.lease_owner = owner
+            row.attempts += 1
+        return [Claimed(r.id, r.idempotency_key, r.kind, r.unit, tuple(r.occurrence_uids),
+                        r.offset, r.fire_at, r.attempts, dict(r.payload)) for r in rows]
+
+
+def mark_sent(factory: sessionmaker[Session], ids: Sequence[int], *, now: datetime,
+              reply: str, message_id: str) -> None:
+    with transaction(factory) as session:
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(
+            state="sent", sent_at=now, smtp_reply=reply, message_id=message_id,
+            lease_until=None, lease_owner=None, last_error=None))
+
+
+def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
+    """Exponential backoff with jitter: ½–1 × 1, 2, 4 … minutes, capped at 6 hours.
+
+    The jitter spreads retries of many rows that failed together (an SMTP outage)
+    so that they do not hit the recovering server all at once.
+    """
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(attempts - 1, 0)))
+    factor: float = (rng or random.Random()).uniform(0.5, 1.0)
+    return ceiling * factor
+
+
+def mark_retry(factory: sessionmaker[Session], ids: Sequence[int], *, now: datetime,
+               error: str, attempts: int, max_attempts: int) -> str:
+    """A transient failure: back to ``pending`` later, or ``failed`` after max_attempts.
+
+    Returns the new state.
+    """
+    state = "failed" if attempts >= max_attempts else "pending"
+    with transaction(factory) as session:
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(
+            state=state, last_error=error, lease_until=None, lease_owner=None,
+            next_attempt_at=now + backoff(attempts)))
+    return state
+
+
+def mark_failed(factory: sessionmaker[Session], ids: Sequence[int], *, now: datetime,
+                error: str) -> None:
+    """A permanent failure: ``failed`` at once (reported to mail.admin by the dispatcher)."""
+    with transaction(factory) as session:
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(
+            state="failed", last_error=error, lease_until=None, lease_owner=None))
+
+
+def release_expired(factory: sessionmaker[Session], *, now: datetime) -> int:
+    """Rows whose sender died mid-flight go back to ``pending`` (crash recovery)."""
+    with transaction(factory) as session:
+        result = session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.state == "sending", OutboxRow.lease_until < now)
+            .values(state="pending", lease_until=None, lease_owner=None))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def release_owned(factory: sessionmaker[Session], *, owner: str) -> int:
+    """On a clean stop: give back what this instance claimed but did not send."""
+    with transaction(factory) as session:
+        result = session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.state == "sending", OutboxRow.lease_owner == owner)
+            .values(state="pending", lease_until=None, lease_owner=None,
+                    attempts=OutboxRow.attempts - 1))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def skip_missed(factory: sessionmaker[Session], *, now: datetime, catch_up: timedelta) -> int:
+    """Reminders missed by more than ``catch_up`` (the daemon was down) become ``skipped``."""
+    with transaction(factory) as session:
+        result = session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.state == "pending", OutboxRow.kind == "reminder",
+                   OutboxRow.attempts == 0, OutboxRow.fire_at < now - catch_up)
+            .values(state="skipped",
+                    last_error=f"missed by more than {catch_up} (the daemon was not running)"))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def next_due(factory: sessionmaker[Session]) -> datetime | None:
+    """When the next pending row is due (to arm the clock), or None."""
+    with factory() as session:
+        return session.scalar(
+            select(func.min(OutboxRow.next_attempt_at)).where(OutboxRow.state == "pending"))
+
+
+def counts(factory: sessionmaker[Session]) -> dict[str, int]:
+    with factory() as session:
+        return {state: n for state, n in session.execute(
+            select(OutboxRow.state, func.count()).group_by(OutboxRow.state))}
