@@ -76,7 +76,7 @@ def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
     The jitter spreads retries of many rows that failed together (an SMTP outage)
     so that they do not hit the recovering server all at once.
     """
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(attempts - 1, 0)))
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (1 << min(max(attempts - 1, 0), 20)))
     factor: float = (rng or random.Random()).uniform(0.5, 1.0)
     return ceiling * factor
 
