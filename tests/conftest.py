@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.store import engine, factory  # noqa: F401 - store fixtures for every test
+
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 NOW = datetime(2024, 6, 1, 9, 0, tzinfo=TZ)  # a Saturday; "today" for run_cli
 
