@@ -61,6 +61,12 @@ class UsageError(UserError):
     exit_code = 2
 
 
+class RuntimeFailure(UserError):
+    """The environment failed (database unreachable, disk full): exit 3, one line."""
+
+    exit_code = 3
+
+
 class ConfigError(UserError):
     """The milestone config is invalid; ``diagnostics`` lists every problem found."""
 

@@ -13,17 +13,23 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from config.errors import UserError, did_you_mean
+from config.errors import RuntimeFailure, UserError, did_you_mean
 from config.loader import MilestoneConfig, read_config
 from config.settings import Settings, load_settings
 from notifications.planning import PlannedReminder, count_reminders, plan_reminders
 from scheduler.agenda import agenda_json, agenda_text, json_lines, reminder_record, reminders_text
 from scheduler.clock import Clock, SystemClock, today
+from scheduler.database import is_current, open_engine, upgrade
 from scheduler.dates import DateTextError, parse_date
 from scheduler.expand import Window, expand_loaded, working_calendar
+from scheduler.models import OUTBOX_STATES, OutboxRow
 from scheduler.occurrences import Occurrence
 
 EXIT_RUNTIME = 3
@@ -203,6 +209,81 @@ def reminders(ctx: Context, config_dir: Path | None, unit: str | None, start: st
         _emit(reminders_text(chosen, titles, settings.language))
 
 
+def _store(ctx: Context) -> Engine:
+    """The configured database, or a one-line runtime failure."""
+    url = ctx.settings.effective_database_url
+    try:
+        engine = open_engine(url)
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        raise RuntimeFailure(f"cannot open the database: {exc.__class__.__name__}: "
+                             f"{str(exc).splitlines()[0]}") from None
+    return engine
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(ctx: Context) -> None:
+    """Create or migrate the store's tables to the newest schema."""
+    engine = _store(ctx)
+    try:
+        upgrade(engine)
+    except SQLAlchemyError as exc:
+        raise RuntimeFailure(f"migration failed: {str(exc).splitlines()[0]}") from None
+    click.echo(f"database {engine.url.render_as_string(hide_password=True)}: up to date")
+
+
+OUTBOX_FIELDS = ("id", "kind", "unit", "occurrence_uids", "offset", "fire_at", "state",
+                 "attempts", "next_attempt_at", "last_error", "smtp_reply", "message_id")
+
+
+@cli.command()
+@click.option("--state", type=click.Choice(list(OUTBOX_STATES)), default=None,
+              help="Only rows in this state.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.pass_obj
+def outbox(ctx: Context, state: str | None, fmt: str) -> None:
+    """List the outbox (every email mocd will send, sent, or gave up on), by fire time."""
+    engine = _store(ctx)
+    if not is_current(engine):
+        raise RuntimeFailure("the database has no mocd tables yet: run `mocd db upgrade`")
+    query = select(OutboxRow).order_by(OutboxRow.fire_at, OutboxRow.id)
+    if state:
+        query = query.where(OutboxRow.state == state)
+    tz = ctx.settings.tz
+    with Session(engine) as session:
+        rows = session.scalars(query.execution_options(yield_per=1000))
+        if fmt == "json":
+            _emit(json_lines(_outbox_record(row, tz) for row in rows))
+            return
+        count = 0
+        for row in rows:
+            count += 1
+            when = row.fire_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+            what = ",".join(row.occurrence_uids) or "-"
+            line = (f"{row.id:>7} {when} {row.state:<9} {row.kind:<12} {row.unit or '-':<24} "
+                    f"{row.offset or '':<4} {what}")
+            click.echo(line if len(line) <= 120 else line[:119] + "…")
+            if row.last_error:
+                click.echo(f"{'':>8}{row.last_error}")
+        if count == 0:
+            click.echo("the outbox is empty" + (f" (state {state})" if state else ""))
+
+
+def _outbox_record(row: OutboxRow, tz: ZoneInfo) -> dict[str, Any]:
+    record: dict[str, Any] = {name: getattr(row, name) for name in OUTBOX_FIELDS}
+    for name in ("fire_at", "next_attempt_at"):
+        record[name] = record[name].astimezone(tz).isoformat()
+    return record
+
+
 def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
     """Entry point: run the CLI, turn user errors into one-line messages and exit codes."""
     ctx = Context(clock=clock or SystemClock())
@@ -236,7 +317,9 @@ def _run(ctx: Context, argv: list[str] | None) -> int:
     except UserError as exc:
         if debug:
             raise
-        click.echo(str(exc) if "\n" in str(exc) or ":" in str(exc) else f"mocd: {exc}", err=True)
+        plain = "\n" in str(exc) or ":" in str(exc)
+        click.echo(f"mocd: {exc}" if isinstance(exc, RuntimeFailure) or not plain else str(exc),
+                   err=True)
         return exc.exit_code
     except BrokenPipeError:
         sys.stderr.close()  # `mocd agenda | head`: the reader left; not an error
