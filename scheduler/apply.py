@@ -125,6 +125,7 @@ class _Apply:
                 self.result.unchanged += 1
                 continue
             old_day = row.due or row.first_day
+            old_first = row.first_day
             row.sequence += 1
             row.changed_at = self.now
             newly_cancelled = occurrence.cancelled and not row.cancelled
@@ -139,7 +140,7 @@ class _Apply:
             if newly_cancelled and old_day >= self.today:
                 self.cancellation(occurrence.uid, occurrence.units, record)
             elif moved and not occurrence.cancelled and self.near(old_day, occurrence.day):
-                payload = {"old_first": row.data.get("first"), "old_day": old_day.isoformat(),
+                payload = {"old_first": old_first.isoformat(), "old_day": old_day.isoformat(),
                            "new_day": occurrence.day.isoformat(), "sequence": row.sequence}
                 for unit in occurrence.units:
                     if self.emails(unit):

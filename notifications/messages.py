@@ -1,0 +1,596 @@
+"""The emails mocd sends (SPEC §5): reminders, change and cancellation notices, the weekly
+digest, and the reports to ``mail.admin``.
+
+Pure functions of their inputs: data in, :class:`email.message.EmailMessage` out; the only
+I/O is reading templates. The outbox stores what these return and the transports send it.
+
+Every message is ``multipart/alternative`` (text/plain, then text/html, UTF-8); reminders,
+notices and digests wrap it in ``multipart/mixed`` with an ``.ics`` attachment. Headers:
+``From`` (``mail.sender``), ``To`` (the unit's addresses under its name), ``Cc``, ``Subject``,
+``Date``, a ``Message-ID`` derived from the outbox's idempotency key (so a re-send after a
+crash carries the same id), ``Auto-Submitted: auto-generated``,
+``X-Auto-Response-Suppress: All`` and ``Content-Language``.
+
+Config text (titles, names, locations) is data: header values are built on one line (line
+breaks and control characters cannot add a header), templates receive it as variables (a
+title holding ``{{ 7*7 }}`` stays literal) and the HTML part escapes it. Subjects are built
+here rather than in templates so that they are always one line.
+
+Templates live in ``notifications/templates/{vi,en}/`` (``_base.html.j2`` is shared); a
+``templates_dir`` with the same layout overrides them file by file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    TemplateError,
+    select_autoescape,
+)
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup, escape
+
+from calendars.ics_attachment import clean_text, is_web_url, occurrences_ics, one_line
+from config.errors import UserError
+from config.settings import Settings
+from scheduler.occurrences import Occurrence
+from scheduler.vietnamese import (
+    en_long_date,
+    english_month,
+    short_date,
+    vi_date,
+    vi_long_date,
+)
+
+Language = Literal["vi", "en"]
+LANGUAGES: tuple[Language, ...] = ("vi", "en")
+ICS_FILENAME = "mocd.ics"
+TEMPLATE_NAMES = ("reminder", "change", "cancellation", "digest", "delivery_failure",
+                  "config_error")
+_MAX_UNIT_NAMES = 12  # more recipients than this are summarised as "(+N khác)"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One unit as an addressee: its addresses get the unit name as display name."""
+
+    unit_id: str
+    name: str
+    emails: tuple[str, ...]
+    language: Language
+    cc: tuple[str, ...] = ()  # addresses ("a@x" or "Name <a@x>"), e.g. the lead's on overdue
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderItem:
+    """One occurrence in a reminder email.
+
+    ``days_left`` counts from the send day to the occurrence's day (due day, or first day);
+    0 is today, negative is overdue. ``confirm_url`` (issue 5) is the signed confirmation
+    link, absolute or relative to ``public_url`` (``/confirm/TOKEN``); without it no link is
+    shown. ``pending`` lists the units (ids) that have not confirmed yet, shown to the lead.
+    """
+
+    occurrence: Occurrence
+    offset_text: str
+    days_left: int
+    confirm_url: str | None = None
+    pending: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FailureLine:
+    """One message that could not be delivered (or is still retrying)."""
+
+    to: str
+    subject: str
+    reply: str
+    attempts: int = 1
+    permanent: bool = True
+    unit: str | None = None
+    at: datetime | None = None
+
+
+# --- text helpers ---------------------------------------------------------------------------
+
+
+def message_id(key: str, domain: str) -> str:
+    """``<{sha256(key)[:32]}@{domain}>``: the same idempotency key, the same Message-ID."""
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    return f"<{digest}@{one_line(domain).replace(' ', '') or 'mocd.local'}>"
+
+
+def en_date(d: date) -> str:
+    """``7 June 2023``."""
+    return f"{d.day} {english_month(d.month)} {d.year}"
+
+
+def _hm(moment: datetime) -> str:
+    return f"{moment:%H:%M}"
+
+
+def when_text(o: Occurrence, language: str) -> str:
+    """When an occurrence happens, for people: days in the long form, times if timed."""
+    long = vi_long_date if language == "vi" else en_long_date
+    start, end = o.span.start_at, o.span.end_at
+    if start is not None and end is not None:
+        if end <= start:
+            return (f"{long(start.date())}, lúc {_hm(start)}" if language == "vi"
+                    else f"{long(start.date())} at {_hm(start)}")
+        if o.first == o.last:
+            return (f"{long(start.date())}, từ {_hm(start)} đến {_hm(end)}" if language == "vi"
+                    else f"{long(start.date())}, {_hm(start)}–{_hm(end)}")
+        return (f"Từ {_hm(start)} {long(start.date())} đến {_hm(end)} {long(end.date())}"
+                if language == "vi"
+                else f"From {long(start.date())} {_hm(start)} to {long(end.date())} {_hm(end)}")
+    if o.first == o.last:
+        return long(o.first)
+    return (f"Từ {long(o.first)} đến {long(o.last)}" if language == "vi"
+            else f"From {long(o.first)} to {long(o.last)}")
+
+
+def _subject_date(o: Occurrence, language: str) -> str:
+    """The date in a subject: ``07/6/2023``; a timed event also gets its time."""
+    day = o.day
+    if language == "vi":
+        if o.kind != "deadline" and o.span.start_at is not None:
+            return f"{_hm(o.span.start_at)} ngày {vi_date(day)}"
+        return vi_date(day)
+    if o.kind != "deadline" and o.span.start_at is not None:
+        return f"{en_date(day)}, {_hm(o.span.start_at)}"
+    return en_date(day)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _item_subject(item: ReminderItem, language: str) -> str:
+    o = item.occurrence
+    title = one_line(o.title_in(language))
+    n = item.days_left
+    when = _subject_date(o, language)
+    if language == "vi":
+        if o.kind == "deadline":
+            if n < 0:
+                return f"[Quá hạn] Đã quá hạn {-n} ngày: {title} ({when})"
+            lead = "Hôm nay hết hạn" if n == 0 else f"Còn {n} ngày"
+            return f"[Nhắc hạn] {lead}: {title} ({when})"
+        lead = "Hôm nay" if n <= 0 else "Ngày mai" if n == 1 else f"Còn {n} ngày"
+        if o.kind == "anniversary":
+            return f"[Kỷ niệm] {lead}: {title}"  # the title ends with the dates already
+        return f"[Nhắc lịch] {lead}: {title} ({when})"
+    if o.kind == "deadline":
+        if n < 0:
+            return f"[Overdue] {_plural(-n, 'day')} overdue: {title} ({when})"
+        lead = "Due today" if n == 0 else f"{_plural(n, 'day')} left"
+        return f"[Reminder] {lead}: {title} ({when})"
+    lead = "Today" if n <= 0 else "Tomorrow" if n == 1 else f"In {n} days"
+    if o.kind == "anniversary":
+        return f"[Anniversary] {lead}: {title}"
+    return f"[Reminder] {lead}: {title} ({when})"
+
+
+def reminder_subject(items: Sequence[ReminderItem], language: str) -> str:
+    if len(items) == 1:
+        return _item_subject(items[0], language)
+    nearest = min(item.occurrence.day for item in items)
+    n = len(items)
+    any_deadline = any(item.occurrence.kind == "deadline" for item in items)
+    if language == "vi":
+        if any_deadline:
+            return f"[Nhắc hạn] {n} việc sắp đến hạn (gần nhất {vi_date(nearest)})"
+        return f"[Nhắc lịch] {n} mục sắp diễn ra (gần nhất {vi_date(nearest)})"
+    if any_deadline:
+        return f"[Reminder] {n} items due soon (next: {en_date(nearest)})"
+    return f"[Reminder] {n} upcoming items (next: {en_date(nearest)})"
+
+
+def _nl2br(value: object) -> Markup:
+    """Escape, then turn line breaks into ``<br>``: multi-line config text in HTML."""
+    lines = clean_text(str(value)).split("\n")
+    return Markup("<br>\n").join(escape(line) for line in lines)
+
+
+# --- headers -------------------------------------------------------------------------------
+#
+# CPython 3.11's header folder (policy.default) loses or adds spaces around RFC 2047
+# encoded-words (python/cpython#92081, #144156): "[Nhắc hạn] 2 việc sắp đến hạn (gần nhất …)"
+# came out as "…hạn(gần nhất …)", "Sở Nội vụ" as "SởNội vụ". Non-ASCII subjects and display
+# names are therefore encoded here: the whole text as base64 encoded-words split only at
+# character boundaries, every space inside a word, one word per line (whitespace between
+# adjacent encoded-words is not displayed, RFC 2047 §6.2). Lines stay under 78 octets, so no
+# policy refolds them (``set_raw`` values are emitted as they are unless a line is too long).
+
+_EW_BYTES = 39  # 39 bytes → 52 base64 chars → a 64-char word: "Subject: " + word < 78
+
+
+def encoded_words(text: str) -> list[str]:
+    """``text`` as RFC 2047 base64 encoded-words, none splitting a UTF-8 sequence.
+
+    A word ends after a space when one is near the end of the chunk, so that decoders that
+    wrongly keep the whitespace between encoded-words (CPython 3.11's address parser) show
+    "Ba  Tơ" rather than "Ba T ơ".
+    """
+    chunks: list[str] = []
+    chunk = ""
+    size = 0
+    for char in text:
+        n = len(char.encode("utf-8"))
+        if chunk and size + n > _EW_BYTES:
+            cut = chunk.rfind(" ") + 1
+            if cut <= len(chunk) // 2:
+                cut = len(chunk)
+            chunks.append(chunk[:cut])
+            chunk = chunk[cut:]
+            size = len(chunk.encode("utf-8"))
+        chunk += char
+        size += n
+    if chunk:
+        chunks.append(chunk)
+    return [f"=?utf-8?b?{base64.b64encode(c.encode('utf-8')).decode('ascii')}?=" for c in chunks]
+
+
+def _needs_encoding(text: str) -> bool:
+    return not text.isascii() or "=?" in text  # "=?" could be decoded as an encoded-word
+
+
+def _set_text_header(msg: EmailMessage, name: str, text: str) -> None:
+    """An unstructured header (Subject) from one-line text."""
+    text = one_line(text)
+    if _needs_encoding(text):
+        msg.set_raw(name, "\n ".join(encoded_words(text)))
+    else:
+        msg[name] = text
+
+
+_ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")  # atoms: no quoting needed
+
+
+def _address_text(a: Address) -> str:
+    """One address as header text on lines under 78 octets (a header name of ≤ 10 before)."""
+    if not a.display_name:
+        return a.addr_spec
+    name = a.display_name
+    if (not _needs_encoding(name) and _ATOM_PHRASE.fullmatch(name)
+            and len(name) + len(a.addr_spec) <= 60):
+        return f"{name} <{a.addr_spec}>"
+    return "\n ".join(encoded_words(name)) + f"\n <{a.addr_spec}>"
+
+
+def _set_address_header(msg: EmailMessage, name: str, addresses: Sequence[Address]) -> None:
+    """An address header, one address per line. Display names that are not plain ASCII words
+    are encoded-words: CPython 3.11 folds both non-ASCII names and long quoted strings
+    wrongly."""
+    msg.set_raw(name, ",\n ".join(_address_text(a) for a in addresses))
+
+
+_NAME_ADDR = re.compile(r"(.*?)\s*<([^<>]*)>")
+
+
+def _address(text: str) -> Address:
+    """``a@x`` or ``Name <a@x>`` (the name quoted or not, commas allowed: "Văn phòng UBND
+    huyện Ba Tơ, tỉnh Quảng Ngãi <…>" is what admins write) as one Address. Anything else
+    (two addresses, a line break smuggling a header) is an error: config and settings
+    validation should have caught it."""
+    if any(c in text for c in "\r\n\x00"):
+        raise ValueError(f"invalid email address {text!r}")
+    text = text.strip()
+    match = _NAME_ADDR.fullmatch(text)
+    if match:
+        name, addr = match[1].strip(), match[2].strip()
+        if len(name) >= 2 and name[0] == name[-1] == '"':
+            name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    else:
+        name, addr = "", text
+    if "<" in name or ">" in name:  # "ceo@bank.example <evil@x.example>"
+        raise ValueError(f"invalid email address {text!r}")
+    if not addr.isascii() or "@" not in addr or any(c.isspace() or c in ",;<>" for c in addr):
+        raise ValueError(f"invalid email address {text!r}")  # SMTPUTF8 is not supported
+    try:
+        return Address(display_name=one_line(name), addr_spec=addr)
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        raise ValueError(f"invalid email address {text!r}: {exc}") from None
+
+
+def _unit_addresses(name: str, emails: Iterable[str]) -> list[Address]:
+    display = one_line(name)
+    result = []
+    for email in emails:
+        address = _address(email)
+        result.append(Address(display_name=display or address.display_name,
+                              addr_spec=address.addr_spec))
+    return result
+
+
+# --- the factory -----------------------------------------------------------------------------
+
+
+class MessageFactory:
+    """Builds every email mocd sends. One per settings + unit names; thread-safe once built.
+
+    ``names`` maps unit ids to names (lead, submit_to, units are shown by name);
+    ``anniversaries`` maps anniversary ids to titles (for "chào mừng …"); ids it does not
+    know are shown as they are. ``templates_dir`` (default: ``settings.templates_dir``)
+    overrides the packaged templates file by file (``vi/reminder.txt.j2``, …).
+    """
+
+    def __init__(self, settings: Settings, names: Mapping[str, str],
+                 templates_dir: Path | None = None, *,
+                 anniversaries: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.names = dict(names)
+        self.anniversaries = dict(anniversaries or {})
+        self.tz = settings.tz
+        self.public_url = settings.public_url.rstrip("/")
+        directory = templates_dir if templates_dir is not None else settings.templates_dir
+        loaders: list[BaseLoader] = []
+        if directory is not None:
+            if not Path(directory).is_dir():
+                raise UserError(f"templates_dir {directory}: not a directory")
+            loaders.append(FileSystemLoader(str(directory)))
+        loaders.append(PackageLoader("notifications", "templates"))
+        # The sandbox: templates (possibly an admin's override) cannot reach Python internals.
+        self.env = SandboxedEnvironment(
+            loader=ChoiceLoader(loaders),
+            # select_autoescape(["html"]) alone would miss "*.html.j2": name both forms.
+            autoescape=select_autoescape(
+                enabled_extensions=("html", "htm", "xml", "html.j2", "htm.j2"),
+                disabled_extensions=("txt", "txt.j2"),
+                default_for_string=True,
+                default=True,
+            ),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        filters: dict[str, Callable[..., Any]] = {
+            "vi_date": vi_date, "vi_long_date": vi_long_date, "short_date": short_date,
+            "en_date": en_date, "en_long_date": en_long_date, "hm": _hm,
+            "when": when_text, "nl2br": _nl2br, "one_line": one_line,
+        }
+        self.env.filters.update(filters)
+
+    # --- public API ---------------------------------------------------------------------
+
+    def reminder(self, recipient: Recipient, items: Sequence[ReminderItem], *, key: str,
+                 now: datetime, sequence: Mapping[str, int] | None = None) -> EmailMessage:
+        """One email for every reminder of one unit firing at the same time."""
+        if not items:
+            raise ValueError("a reminder needs at least one item")
+        language = recipient.language
+        ordered = sorted(items, key=lambda i: (i.days_left, i.occurrence.sort_key()))
+        subject = reminder_subject(ordered, language)
+        views = [self._item_view(i.occurrence, language, days_left=i.days_left,
+                                 offset=i.offset_text, confirm_url=i.confirm_url,
+                                 pending=i.pending) for i in ordered]
+        context = {"items": views, "several": len(views) > 1}
+        return self._build(
+            "reminder", recipient, subject, context, key=key, now=now,
+            ics=[i.occurrence for i in ordered], sequence=sequence)
+
+    def change_notice(self, recipient: Recipient, occurrence: Occurrence, old_first: date,
+                      old_due: date | None, *, key: str, now: datetime,
+                      old_start_at: datetime | None = None,
+                      sequence: int | None = None) -> EmailMessage:
+        """The date of an occurrence changed: old → new (the due day for deadlines).
+
+        ``old_start_at`` (naive local) shows a changed time of a timed event.
+        """
+        language = recipient.language
+        o = occurrence
+        old_day = old_due if (o.kind == "deadline" and old_due is not None) else old_first
+        fmt = vi_date if language == "vi" else en_date
+        old_text, new_text = fmt(old_day), fmt(o.day)
+        if o.span.start_at is not None and old_start_at is not None and o.kind != "deadline":
+            old_text = f"{_hm(old_start_at)} {fmt(old_start_at.date())}"
+            new_text = f"{_hm(o.span.start_at)} {fmt(o.span.start_at.date())}"
+        title = one_line(o.title_in(language))
+        tag = "[Thay đổi lịch]" if language == "vi" else "[Schedule change]"
+        subject = f"{tag} {title}: {old_text} → {new_text}"
+        long = vi_long_date if language == "vi" else en_long_date
+        old_when = long(old_day)
+        if old_start_at is not None and o.kind != "deadline":
+            old_when = f"{long(old_start_at.date())}, {_hm(old_start_at)}"
+        context = {"item": self._item_view(o, language), "old_when": old_when,
+                   "old_day": old_day, "new_day": o.day}
+        return self._build("change", recipient, subject, context, key=key, now=now, ics=[o],
+                           sequence=None if sequence is None else {o.uid: sequence})
+
+    def cancellation_notice(self, recipient: Recipient, occurrence: Occurrence, *, key: str,
+                            now: datetime, sequence: int | None = None) -> EmailMessage:
+        """The occurrence was cancelled or removed; its .ics carries ``STATUS:CANCELLED``."""
+        language = recipient.language
+        o = replace(occurrence, cancelled=True)
+        fmt = vi_date if language == "vi" else en_date
+        tag = "[Hủy lịch]" if language == "vi" else "[Cancelled]"
+        subject = f"{tag} {one_line(o.title_in(language))} ({fmt(o.day)})"
+        context = {"item": self._item_view(o, language)}
+        return self._build("cancellation", recipient, subject, context, key=key, now=now,
+                           ics=[o], sequence=None if sequence is None else {o.uid: sequence})
+
+    def digest(self, recipient: Recipient, occurrences: Sequence[Occurrence], *,
+               horizon_days: int, key: str, now: datetime,
+               sequence: Mapping[str, int] | None = None) -> EmailMessage:
+        """The weekly agenda: ``occurrences`` (chosen by the caller) of the next
+        ``horizon_days`` days, today included."""
+        language = recipient.language
+        first = self._local(now).date()
+        last = first + timedelta(days=max(horizon_days, 1) - 1)
+        ordered = sorted(occurrences, key=Occurrence.sort_key)
+        n = len(ordered)
+        if language == "vi":
+            subject = (f"[Lịch tuần] {n} mục từ {vi_date(first)} đến {vi_date(last)}" if n
+                       else f"[Lịch tuần] Không có mục nào từ {vi_date(first)} đến "
+                            f"{vi_date(last)}")
+        else:
+            subject = (f"[Weekly agenda] {_plural(n, 'item')}, {en_date(first)} – "
+                       f"{en_date(last)}" if n
+                       else f"[Weekly agenda] Nothing from {en_date(first)} to {en_date(last)}")
+        context = {"items": [self._item_view(o, language) for o in ordered],
+                   "first": first, "last": last}
+        return self._build("digest", recipient, subject, context, key=key, now=now,
+                           ics=ordered or None, sequence=sequence)
+
+    def delivery_failure_report(self, admin_address: str, failures: Sequence[FailureLine], *,
+                                key: str, now: datetime) -> EmailMessage:
+        """To ``mail.admin``: messages that failed (or keep failing)."""
+        language = self.settings.language
+        n = len(failures)
+        subject = (f"[mocd] {n} thư không gửi được" if language == "vi"
+                   else f"[mocd] {_plural(n, 'message')} could not be delivered")
+        lines = [{"to": one_line(f.to), "subject": one_line(f.subject),
+                  "reply": clean_text(f.reply).strip(), "attempts": f.attempts,
+                  "permanent": f.permanent, "unit": self._name(f.unit) if f.unit else None,
+                  "at": self._local(f.at) if f.at else None} for f in failures]
+        return self._build("delivery_failure", self._admin(admin_address, language), subject,
+                           {"failures": lines}, key=key, now=now)
+
+    def config_error_report(self, admin_address: str, errors: Sequence[str], *,
+                            config_dir: Path | str, key: str, now: datetime) -> EmailMessage:
+        """To ``mail.admin``: the new config was rejected; the last good one keeps running."""
+        language = self.settings.language
+        n = len(errors)
+        subject = (f"[mocd] Cấu hình không hợp lệ: {n} lỗi" if language == "vi"
+                   else f"[mocd] Invalid configuration: {_plural(n, 'error')}")
+        context = {"errors": [clean_text(e).strip() for e in errors],
+                   "config_dir": one_line(str(config_dir))}
+        return self._build("config_error", self._admin(admin_address, language), subject,
+                           context, key=key, now=now)
+
+    def check_templates(self) -> list[str]:
+        """Problems loading the templates (an override with a syntax error), one line each."""
+        problems = []
+        for language in LANGUAGES:
+            for name in TEMPLATE_NAMES:
+                for ext in ("txt", "html"):
+                    path = f"{language}/{name}.{ext}.j2"
+                    try:
+                        self.env.get_template(path)
+                    except TemplateError as exc:
+                        problems.append(f"{path}: {type(exc).__name__}: {one_line(str(exc))}")
+        return problems
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _name(self, unit: str) -> str:
+        return one_line(self.names.get(unit, unit))
+
+    def _names(self, units: Iterable[str]) -> list[str]:
+        return [self._name(u) for u in units]
+
+    def _local(self, moment: datetime) -> datetime:
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError("now must be a timezone-aware datetime")
+        return moment.astimezone(self.tz)
+
+    def _admin(self, admin_address: str, language: Language) -> Recipient:
+        name = "Quản trị hệ thống mocd" if language == "vi" else "mocd administrator"
+        address = _address(admin_address)
+        return Recipient("", address.display_name or name, (address.addr_spec,), language)
+
+    def _confirm_url(self, url: str | None) -> str | None:
+        if not url:
+            return None
+        url = url.strip()
+        if url.startswith("/"):
+            url = self.public_url + url
+        return url if is_web_url(url) else None
+
+    def _item_view(self, o: Occurrence, language: str, *, days_left: int | None = None,
+                   offset: str | None = None, confirm_url: str | None = None,
+                   pending: Sequence[str] = ()) -> dict[str, Any]:
+        """What the templates show of one occurrence (all keys always present)."""
+        units = self._names(o.units)
+        celebrates = None
+        if o.celebrates:
+            celebrates = one_line(self.anniversaries.get(o.celebrates)
+                                  or self.names.get(o.celebrates) or o.celebrates)
+        return {
+            "occurrence": o,
+            "uid": o.uid,
+            "kind": o.kind,
+            "title": one_line(o.title_in(language)),
+            "days_left": days_left,
+            "offset": offset,
+            "when": when_text(o, language),
+            "timed": not o.all_day,
+            "due": o.due,
+            "window": o.window,
+            "document": one_line(o.document) or None,
+            "lead": self._name(o.lead) if o.lead else None,
+            "submit_to": self._name(o.submit_to) if o.submit_to else None,
+            "units": units[:_MAX_UNIT_NAMES],
+            "more_units": max(0, len(units) - _MAX_UNIT_NAMES),
+            "location": one_line(o.location) or None,
+            "url": one_line(o.url) or None,
+            "url_is_link": is_web_url(o.url),
+            "description": clean_text(o.description).strip() or None,
+            "note": o.note(language),
+            "celebrates": celebrates,
+            "anniversary": o.anniversary,
+            "cancelled": o.cancelled,
+            "confirm_url": self._confirm_url(confirm_url),
+            "pending": self._names(pending),
+        }
+
+    def _build(self, template: str, recipient: Recipient, subject: str,
+               context: Mapping[str, Any], *, key: str, now: datetime,
+               ics: Sequence[Occurrence] | None = None,
+               sequence: Mapping[str, int] | None = None) -> EmailMessage:
+        language = recipient.language
+        local_now = self._local(now)
+        subject = one_line(subject)
+        full = {
+            **context,
+            "language": language,
+            "subject": subject,
+            "recipient": {"unit_id": recipient.unit_id, "name": one_line(recipient.name)},
+            "public_url": self.public_url,
+            "now": local_now,
+            "today": local_now.date(),
+        }
+        text = self.env.get_template(f"{language}/{template}.txt.j2").render(full)
+        html = self.env.get_template(f"{language}/{template}.html.j2").render(full)
+
+        msg = EmailMessage()
+        _set_address_header(msg, "From", [_address(one_line(self.settings.mail.sender))])
+        _set_address_header(msg, "To", _unit_addresses(recipient.name, recipient.emails))
+        if recipient.cc:
+            _set_address_header(msg, "Cc", [_address(a) for a in recipient.cc])
+        _set_text_header(msg, "Subject", subject)
+        msg["Date"] = format_datetime(local_now)
+        msg["Message-ID"] = message_id(key, self.settings.uid_domain)
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "All"
+        msg.set_content(text, subtype="plain", charset="utf-8")
+        msg.add_alternative(html, subtype="html", charset="utf-8")
+        if ics:
+            data = occurrences_ics(ics, tz=self.tz, uid_domain=self.settings.uid_domain,
+                                   language=language, stamp=local_now, sequence=sequence,
+                                   names=self.names, anniversaries=self.anniversaries)
+            # base64 (the default for bytes) keeps the CRLF line ends of RFC 5545 intact.
+            msg.add_attachment(data, maintype="text", subtype="calendar",
+                               filename=ICS_FILENAME,
+                               params={"method": "PUBLISH", "charset": "utf-8"})
+        # Last: set_content() and make_mixed() move Content-* headers into the parts.
+        msg["Content-Language"] = language
+        return msg

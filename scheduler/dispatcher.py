@@ -1,0 +1,269 @@
+"""The dispatcher: claim due outbox rows, send them, record the outcome.
+
+APScheduler only wakes it (see :mod:`scheduler.daemon`); everything it knows
+comes from the outbox. Reminders of one unit that fire at the same moment are
+one email. Database calls are synchronous SQLAlchemy, run in a worker thread
+so the event loop (HTTP, signals, the watchdog) never blocks on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import Settings
+from notifications.messages import FailureLine, MessageFactory, Recipient, ReminderItem
+from notifications.outbox import (
+    Claimed,
+    claim_due,
+    mark_failed,
+    mark_retry,
+    mark_sent,
+    release_expired,
+)
+from notifications.transport import PermanentError, TransientError, Transport
+from scheduler.clock import Clock
+from scheduler.database import transaction
+from scheduler.models import OutboxRow, StoredOccurrence, Unit
+from scheduler.occurrences import Occurrence, from_record
+
+log = logging.getLogger("mocd.dispatch")
+
+
+@dataclass
+class DispatchReport:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    messages: int = 0
+    failures: list[FailureLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Group:
+    rows: tuple[Claimed, ...]
+
+    @property
+    def ids(self) -> list[int]:
+        return [r.id for r in self.rows]
+
+    @property
+    def key(self) -> str:
+        """Stable for the same rows: the Message-ID of a re-send after a crash is the same."""
+        if len(self.rows) == 1:
+            return self.rows[0].idempotency_key
+        joined = "\n".join(sorted(r.idempotency_key for r in self.rows))
+        return "group:" + hashlib.sha256(joined.encode()).hexdigest()
+
+
+def group_rows(rows: Sequence[Claimed]) -> list[_Group]:
+    """One email per unit for all its reminders firing at the same moment; others alone."""
+    reminders: dict[tuple[str | None, datetime], list[Claimed]] = defaultdict(list)
+    groups: list[_Group] = []
+    for row in rows:
+        if row.kind == "reminder":
+            reminders[(row.unit, row.fire_at)].append(row)
+        else:
+            groups.append(_Group((row,)))
+    groups.extend(_Group(tuple(items)) for items in reminders.values())
+    return groups
+
+
+class Dispatcher:
+    def __init__(self, factory: sessionmaker[Session], transport: Transport,
+                 messages: MessageFactory, settings: Settings, clock: Clock, owner: str,
+                 *, batch: int = 500, lease: timedelta = timedelta(minutes=5)) -> None:
+        self.factory = factory
+        self.transport = transport
+        self.messages = messages
+        self.settings = settings
+        self.clock = clock
+        self.owner = owner
+        self.batch = batch
+        self.lease = lease
+        self.claiming = True  # cleared on SIGTERM: finish in-flight sends, claim nothing new
+
+    def now(self) -> datetime:
+        return self.clock.now(self.settings.tz).astimezone(UTC)
+
+    async def run_once(self) -> DispatchReport:
+        """Send everything due now (in batches), and return what happened."""
+        report = DispatchReport()
+        await asyncio.to_thread(release_expired, self.factory, now=self.now())
+        while self.claiming:
+            claimed = await asyncio.to_thread(
+                claim_due, self.factory, now=self.now(), owner=self.owner, lease=self.lease,
+                limit=self.batch)
+            if not claimed:
+                break
+            report.claimed += len(claimed)
+            await self._send_batch(claimed, report)
+            if len(claimed) < self.batch:
+                break
+        if report.failures and self.settings.mail.admin:
+            await asyncio.to_thread(self._queue_failure_report, report.failures)
+        return report
+
+    async def _send_batch(self, claimed: list[Claimed], report: DispatchReport) -> None:
+        occurrences, units = await asyncio.to_thread(self._context, claimed)
+        limit = asyncio.Semaphore(self.settings.mail.concurrency)
+
+        async def one(group: _Group) -> None:
+            async with limit:
+                await self._send_group(group, occurrences, units, report)
+
+        await asyncio.gather(*(one(g) for g in group_rows(claimed)))
+
+    def _context(self, claimed: Sequence[Claimed]
+                 ) -> tuple[dict[str, Occurrence], dict[str, Unit]]:
+        uids = {uid for row in claimed for uid in row.occurrence_uids}
+        unit_ids = {row.unit for row in claimed if row.unit}
+        with self.factory() as session:
+            stored = session.scalars(select(StoredOccurrence).where(
+                StoredOccurrence.uid.in_(uids)))
+            occurrences = {o.uid: from_record(o.data) for o in stored}
+            units = {u.id: u for u in session.scalars(select(Unit).where(Unit.id.in_(unit_ids)))}
+        return occurrences, units
+
+    def _recipient(self, unit: Unit) -> Recipient:
+        language = unit.language or self.settings.language
+        return Recipient(unit.id, unit.name, tuple(unit.emails),
+                         "en" if language == "en" else "vi")
+
+    def _build(self, group: _Group, occurrences: dict[str, Occurrence],
+               units: dict[str, Unit]) -> EmailMessage:
+        first = group.rows[0]
+        now = self.now()
+        if first.kind == "delivery_failure":
+            raw = first.payload.get("failures")
+            lines = [_failure_from(item) for item in raw if isinstance(item, dict)] if isinstance(
+                raw, list) else []
+            return self.messages.delivery_failure_report(self.settings.mail.admin, lines,
+                                                         key=group.key, now=now)
+        if first.kind == "config_error":
+            raw_errors = first.payload.get("errors")
+            errors = [str(e) for e in raw_errors] if isinstance(raw_errors, list) else []
+            return self.messages.config_error_report(
+                self.settings.mail.admin, errors, config_dir=str(first.payload.get("config_dir")),
+                key=group.key, now=now)
+        unit = units.get(first.unit or "")
+        if unit is None or not unit.emails:
+            raise PermanentError(f"unit '{first.unit}' has no email address any more")
+        recipient = self._recipient(unit)
+        if first.kind == "reminder":
+            items = []
+            for row in group.rows:
+                occurrence = occurrences.get(row.occurrence_uids[0])
+                if occurrence is None:
+                    continue
+                fire_day = row.fire_at.astimezone(self.settings.tz).date()
+                items.append(ReminderItem(occurrence, row.offset or "",
+                                          (occurrence.day - fire_day).days))
+            if not items:
+                raise PermanentError("the occurrence no longer exists")
+            return self.messages.reminder(recipient, items, key=group.key, now=now)
+        if first.kind == "change":
+            occurrence = occurrences.get(first.occurrence_uids[0])
+            if occurrence is None:
+                raise PermanentError("the occurrence no longer exists")
+            old_first = date.fromisoformat(str(first.payload["old_first"]))
+            old_day = date.fromisoformat(str(first.payload["old_day"]))
+            sequence = first.payload.get("sequence")
+            return self.messages.change_notice(
+                recipient, occurrence, old_first, old_day if occurrence.due else None,
+                key=group.key, now=now, sequence=sequence if isinstance(sequence, int) else None)
+        if first.kind == "cancellation":
+            record = first.payload.get("occurrence")
+            stored = occurrences.get(first.occurrence_uids[0])
+            occurrence = from_record(record) if isinstance(record, dict) else stored
+            if occurrence is None:
+                raise PermanentError("the cancelled occurrence is unknown")
+            return self.messages.cancellation_notice(recipient, occurrence, key=group.key,
+                                                     now=now)
+        raise PermanentError(f"cannot send outbox rows of kind '{first.kind}' yet")
+
+    async def _send_group(self, group: _Group, occurrences: dict[str, Occurrence],
+                          units: dict[str, Unit], report: DispatchReport) -> None:
+        unit = units.get(group.rows[0].unit or "")
+        to = ", ".join(unit.emails) if unit else self.settings.mail.admin
+        subject = ""
+        try:
+            try:
+                message = self._build(group, occurrences, units)
+            except ValueError as exc:  # e.g. an address the email package rejects
+                raise PermanentError(f"cannot build the message: {exc}") from None
+            subject = str(message["Subject"] or "")
+            delivery = await self.transport.send(message)
+        except TransientError as exc:
+            attempts = max(r.attempts for r in group.rows)
+            state = await asyncio.to_thread(
+                mark_retry, self.factory, group.ids, now=self.now(), error=exc.reply,
+                attempts=attempts, max_attempts=self.settings.mail.max_attempts)
+            if state == "failed":
+                report.failed += len(group.rows)
+                report.failures.append(FailureLine(to, subject, exc.reply, attempts, False,
+                                                   group.rows[0].unit, self.now()))
+            else:
+                report.retried += len(group.rows)
+            log.warning("transient failure for %s: %s (%s)", group.rows[0].unit, exc.reply, state)
+            return
+        except PermanentError as exc:
+            await asyncio.to_thread(mark_failed, self.factory, group.ids, now=self.now(),
+                                    error=exc.reply)
+            report.failed += len(group.rows)
+            report.failures.append(FailureLine(to, subject, exc.reply,
+                                               max(r.attempts for r in group.rows), True,
+                                               group.rows[0].unit, self.now()))
+            log.error("permanent failure for %s: %s", group.rows[0].unit, exc.reply)
+            return
+        message_id = str(message["Message-ID"])
+        await asyncio.to_thread(mark_sent, self.factory, group.ids, now=self.now(),
+                                reply=delivery.reply, message_id=message_id)
+        report.sent += len(group.rows)
+        report.messages += 1
+        for address, reply in delivery.refused.items():
+            report.failures.append(FailureLine(address, subject, reply, 1, True,
+                                               group.rows[0].unit, self.now()))
+        log.info("sent %s to %s: %s", group.key, group.rows[0].unit, delivery.reply)
+
+    def _queue_failure_report(self, failures: list[FailureLine]) -> None:
+        now = self.now()
+        lines = [_failure_record(f) for f in failures]
+        digest = hashlib.sha256(repr(lines).encode()).hexdigest()[:32]
+        key = f"failure:{digest}"
+        with transaction(self.factory) as session:
+            exists = session.scalar(select(OutboxRow.id).where(OutboxRow.idempotency_key == key))
+            if exists is None:
+                session.execute(insert(OutboxRow), [{
+                    "idempotency_key": key, "kind": "delivery_failure", "unit": None,
+                    "occurrence_uids": [], "offset": None, "fire_at": now, "state": "pending",
+                    "attempts": 0, "next_attempt_at": now,
+                    "payload": {"failures": lines},
+                    "created_at": now}])
+
+
+def _failure_record(line: FailureLine) -> dict[str, object]:
+    return {"to": line.to, "subject": line.subject, "reply": line.reply,
+            "attempts": line.attempts, "permanent": line.permanent, "unit": line.unit,
+            "at": line.at.isoformat() if line.at else None}
+
+
+def _failure_from(data: dict[str, object]) -> FailureLine:
+    at = data.get("at")
+    attempts = data.get("attempts")
+    return FailureLine(str(data.get("to", "")), str(data.get("subject", "")),
+                       str(data.get("reply", "")),
+                       attempts if isinstance(attempts, int) else 1,
+                       bool(data.get("permanent", True)),
+                       str(data["unit"]) if data.get("unit") else None,
+                       datetime.fromisoformat(at) if isinstance(at, str) else None)
