@@ -6,6 +6,7 @@ printed as one line each on stderr; a traceback means a bug (or ``--debug``).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,7 @@ from config.errors import RuntimeFailure, UserError, did_you_mean
 from config.loader import MilestoneConfig, read_config
 from config.settings import Settings, load_settings
 from notifications.planning import PlannedReminder, count_reminders, plan_reminders
+from notifications.transport import TransportError
 from scheduler.agenda import agenda_json, agenda_text, json_lines, reminder_record, reminders_text
 from scheduler.clock import Clock, SystemClock, today
 from scheduler.database import is_current, open_engine, upgrade
@@ -237,6 +239,58 @@ def db_upgrade(ctx: Context) -> None:
     except SQLAlchemyError as exc:
         raise RuntimeFailure(f"migration failed: {str(exc).splitlines()[0]}") from None
     click.echo(f"database {engine.url.render_as_string(hide_password=True)}: up to date")
+
+
+@cli.command()
+@config_option
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="One line per event on stderr, as text or JSON.")
+@click.pass_obj
+def run(ctx: Context, config_dir: Path | None, log_format: str) -> None:
+    """Run the daemon: apply the config, send due reminders, reload on change or SIGHUP."""
+    from scheduler.daemon import Daemon
+    from scheduler.logs import setup_logging
+
+    setup_logging(log_format)
+    settings = ctx.settings
+    daemon = Daemon(settings, config_dir or settings.config_dir, ctx.clock)
+    code = asyncio.run(daemon.run())
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+@cli.command("send-test")
+@click.argument("address")
+@click.pass_obj
+def send_test(ctx: Context, address: str) -> None:
+    """Send one test email to ADDRESS through the configured transport, now."""
+    from notifications.messages import FailureLine, MessageFactory
+    from scheduler.daemon import make_transport
+
+    settings = ctx.settings
+    now = ctx.clock.now(settings.tz)
+    factory = MessageFactory(settings, {})
+    try:
+        message = factory.delivery_failure_report(
+            address, [FailureLine(address, "mocd send-test", "this is a test, nothing failed",
+                                  1, False, None, now)],
+            key=f"send-test:{address}:{now.isoformat()}", now=now)
+    except ValueError as exc:
+        raise UserError(f"'{address}' is not a usable email address: {exc}") from None
+    message.replace_header("Subject", "[mocd] test message")
+
+    async def deliver() -> str:
+        transport = make_transport(settings)
+        try:
+            return (await transport.send(message)).reply
+        finally:
+            await transport.close()
+
+    try:
+        reply = asyncio.run(deliver())
+    except TransportError as exc:
+        raise RuntimeFailure(f"sending failed: {exc.reply}") from None
+    click.echo(f"sent to {address}: {reply}")
 
 
 OUTBOX_FIELDS = ("id", "kind", "unit", "occurrence_uids", "offset", "fire_at", "state",

@@ -1,0 +1,270 @@
+"""``mocd run``: the lifecycle of the daemon (SPEC §7).
+
+An explicit run state; signal handlers only set flags (events) that the main
+loop acts on. APScheduler (memory job store) is only the clock: one date job
+armed at the next due outbox row, re-armed after every dispatch and apply, and
+a safety interval job. The outbox is the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import logging
+import signal
+import socket
+import uuid
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.errors import ConfigError, RuntimeFailure, UserError
+from config.loader import read_config
+from config.settings import Settings
+from notifications.eml_files import EmlFileTransport
+from notifications.mail_url import MailServer
+from notifications.messages import MessageFactory
+from notifications.outbox import next_due, release_owned, skip_missed
+from notifications.planning import plan_reminders
+from notifications.smtp import SmtpTransport
+from notifications.transport import Transport
+from scheduler import sd_notify
+from scheduler.apply import ApplyResult, apply_revision, record_rejected
+from scheduler.clock import Clock
+from scheduler.database import is_current, open_engine, session_factory, transaction, upgrade
+from scheduler.dispatcher import Dispatcher
+from scheduler.expand import Window, expand_loaded, working_calendar
+from scheduler.models import OutboxRow
+
+log = logging.getLogger("mocd.daemon")
+SAFETY_INTERVAL = timedelta(seconds=60)
+STOP_GRACE_SECONDS = 10.0
+
+
+class RunState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    RELOADING = "reloading"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+def make_transport(settings: Settings) -> Transport:
+    if settings.mail.url:
+        server = MailServer.from_url(settings.mail.url)
+        return SmtpTransport(server, settings.mail.concurrency, settings.mail.rate_per_minute)
+    return EmlFileTransport(settings.state_dir / "outbox")
+
+
+class Daemon:
+    def __init__(self, settings: Settings, config_dir: Path, clock: Clock) -> None:
+        self.settings = settings
+        self.config_dir = config_dir
+        self.clock = clock
+        self.state = RunState.STARTING
+        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self.stop_requested = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.engine: Engine | None = None
+        self.factory: sessionmaker[Session] | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.last_apply: ApplyResult | None = None
+        self.last_dispatch: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.clock.now(self.settings.tz)
+
+    # -- start -----------------------------------------------------------------
+
+    def open_store(self) -> sessionmaker[Session]:
+        engine = open_engine(self.settings.effective_database_url)
+        if engine.dialect.name == "sqlite":
+            upgrade(engine)  # SQLite belongs to this instance: migrate it ourselves
+        elif not is_current(engine):
+            raise RuntimeFailure("the database has no mocd tables: run `mocd db upgrade`")
+        self.engine = engine
+        self.factory = session_factory(engine)
+        return self.factory
+
+    def apply_config(self) -> bool:
+        """Load, expand and apply the config; False (and reported) when it is invalid."""
+        assert self.factory is not None
+        now = self.now()
+        today = now.date()
+        window = Window(today - self.settings.feeds.past, today + self.settings.feeds.future)
+        try:
+            loaded = read_config(self.config_dir)
+            config, occurrences = expand_loaded(loaded, window, self.settings.uid_domain)
+        except ConfigError as exc:
+            self.reject(exc)
+            return False
+        except UserError as exc:
+            log.error("config rejected: %s", exc)
+            return False
+        reminders = plan_reminders(occurrences, config.units, working_calendar(config),
+                                   self.settings.reminders, self.settings.tz)
+        result = apply_revision(self.factory, config, occurrences, reminders,
+                                settings=self.settings, now=now)
+        self.last_apply = result
+        if result.applied:
+            log.info("config applied (revision %s): %s", result.revision_id, result.summary)
+        else:
+            log.info("config unchanged (revision %s already applied)", result.revision_id)
+        return True
+
+    def reject(self, exc: ConfigError) -> None:
+        assert self.factory is not None
+        lines = [d.format() for d in exc.diagnostics]
+        for line in lines:
+            log.error("config error: %s", line)
+        revision = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+        now = self.now()
+        record_rejected(self.factory, revision=revision, errors="\n".join(lines), now=now)
+        if not self.settings.mail.admin:
+            return
+        key = f"config_error:{revision}"
+        with transaction(self.factory) as session:
+            if session.scalar(select(OutboxRow.id).where(OutboxRow.idempotency_key == key)):
+                return  # the same errors were reported already
+            session.execute(insert(OutboxRow), [{
+                "idempotency_key": key, "kind": "config_error", "unit": None,
+                "occurrence_uids": [], "offset": None, "fire_at": now, "state": "pending",
+                "attempts": 0, "next_attempt_at": now,
+                "payload": {"errors": lines, "config_dir": str(self.config_dir)},
+                "created_at": now}])
+
+    # -- the clock -------------------------------------------------------------
+
+    def arm(self, scheduler: AsyncIOScheduler) -> None:
+        """One date job at the next due row (APScheduler is the clock, not the queue)."""
+        assert self.factory is not None
+        due = next_due(self.factory)
+        if due is None:
+            with suppress(Exception):
+                scheduler.remove_job("next-due")
+            return
+        run_at = max(due, self.now().astimezone(UTC))
+        scheduler.add_job(self.wake.set, "date", run_date=run_at, id="next-due",
+                          replace_existing=True, misfire_grace_time=None, coalesce=True)
+
+    # -- run -------------------------------------------------------------------
+
+    def install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+
+    async def watch_config(self) -> None:
+        from watchfiles import awatch
+
+        stop = asyncio.Event()
+        self._watch_stop = stop
+        try:
+            async for _changes in awatch(self.config_dir, stop_event=stop, debounce=500,
+                                         recursive=False):
+                self.reload_requested.set()
+        except (OSError, RuntimeError) as exc:  # e.g. inotify limits: SIGHUP still works
+            log.warning("not watching %s (%s); reload with SIGHUP", self.config_dir, exc)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.install_signals(loop)
+        factory = await asyncio.to_thread(self.open_store)
+        if not await asyncio.to_thread(self.apply_config) and self.last_apply is None:
+            log.warning("starting without a valid config: only what is already in the outbox "
+                        "is sent until the config is fixed")
+        skipped = await asyncio.to_thread(skip_missed, factory, now=self.now(),
+                                          catch_up=self.settings.reminders.catch_up)
+        if skipped:
+            log.warning("%d reminders were missed by more than %s and are skipped", skipped,
+                        self.settings.reminders.catch_up)
+        transport = make_transport(self.settings)
+        names = await asyncio.to_thread(self._unit_names)
+        self.dispatcher = Dispatcher(factory, transport, MessageFactory(
+            self.settings, names, self.settings.templates_dir), self.settings, self.clock,
+            self.owner)
+        scheduler = AsyncIOScheduler(timezone=self.settings.tz)
+        scheduler.add_job(self.wake.set, "interval", seconds=SAFETY_INTERVAL.total_seconds(),
+                          id="safety", misfire_grace_time=None, coalesce=True)
+        interval = sd_notify.watchdog_interval()
+        if interval:
+            scheduler.add_job(sd_notify.notify, "interval", args=["WATCHDOG=1"],
+                              seconds=interval, id="watchdog", misfire_grace_time=None,
+                              coalesce=True)
+        scheduler.start()
+        watcher = asyncio.create_task(self.watch_config())
+        self.state = RunState.RUNNING
+        self.wake.set()  # catch up at once
+        sd_notify.notify("READY=1", f"STATUS=mocd: đang chạy, cấu hình {self.config_dir}")
+        log.info("running: config %s, database %s, owner %s", self.config_dir,
+                 self.engine.url.render_as_string(hide_password=True) if self.engine else "-",
+                 self.owner)
+        try:
+            await self._loop(scheduler, factory)
+        finally:
+            await self._stop(scheduler, factory, transport, watcher)
+        return 0
+
+    def _unit_names(self) -> dict[str, str]:
+        assert self.factory is not None
+        from scheduler.models import Unit
+
+        with self.factory() as session:
+            return {u.id: u.name for u in session.scalars(select(Unit))}
+
+    async def _loop(self, scheduler: AsyncIOScheduler, factory: sessionmaker[Session]) -> None:
+        assert self.dispatcher is not None
+        while not self.stop_requested.is_set():
+            waiters = [asyncio.create_task(e.wait()) for e in
+                       (self.stop_requested, self.reload_requested, self.wake)]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            if self.stop_requested.is_set():
+                break
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.state = RunState.RELOADING
+                sd_notify.reloading()
+                await asyncio.to_thread(self.apply_config)
+                self.dispatcher.messages.names = await asyncio.to_thread(self._unit_names)
+                self.state = RunState.RUNNING
+                sd_notify.notify("READY=1")
+                self.wake.set()
+            if self.wake.is_set():
+                self.wake.clear()
+                report = await self.dispatcher.run_once()
+                self.last_dispatch = self.now()
+                if report.claimed:
+                    log.info("dispatched: %d sent, %d to retry, %d failed (%d emails)",
+                             report.sent, report.retried, report.failed, report.messages)
+            await asyncio.to_thread(self.arm, scheduler)
+
+    async def _stop(self, scheduler: AsyncIOScheduler, factory: sessionmaker[Session],
+                    transport: Transport, watcher: asyncio.Task[None]) -> None:
+        self.state = RunState.STOPPING
+        sd_notify.notify("STOPPING=1")
+        if self.dispatcher is not None:
+            self.dispatcher.claiming = False
+        scheduler.shutdown(wait=False)
+        stop = getattr(self, "_watch_stop", None)
+        if stop is not None:
+            stop.set()
+        watcher.cancel()
+        with suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(watcher, STOP_GRACE_SECONDS)
+        released = await asyncio.to_thread(release_owned, factory, owner=self.owner)
+        if released:
+            log.info("released %d claimed rows", released)
+        with suppress(Exception):
+            await asyncio.wait_for(transport.close(), STOP_GRACE_SECONDS)
+        if self.engine is not None:
+            self.engine.dispose()
+        self.state = RunState.STOPPED
+        log.info("stopped")
