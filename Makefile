@@ -16,7 +16,9 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/mocd check --config examples
-	$(BIN)/mocd agenda --config examples
+	@echo "mocd: starting the daemon on examples/ — SQLite in ./var/mocd.sqlite3, emails written"
+	@echo "      as .eml files into ./var/outbox/ (no mail.url set); Ctrl-C stops it."
+	$(BIN)/mocd run --config examples
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
