@@ -106,8 +106,20 @@ class ReminderSettings(_Section):
 
 
 class DigestSettings(_Section):
-    cron: str = "30 7 * * mon"
+    cron: str = "30 7 * * mon"  # empty: no weekly digest
     horizon: Duration = timedelta(days=14)
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if value.strip():
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(f"'{value}' is not a crontab expression: {exc}") from None
+        return value
 
 
 class FeedSettings(_Section):

@@ -20,12 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.errors import ConfigError, RuntimeFailure, UserError
 from config.loader import read_config
 from config.settings import Settings
+from notifications.digest import queue_digests
 from notifications.eml_files import EmlFileTransport
 from notifications.mail_url import MailServer
 from notifications.messages import MessageFactory
@@ -71,6 +73,7 @@ class Daemon:
         self.stop_requested = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.wake = asyncio.Event()
+        self.digest_due = asyncio.Event()
         self.engine: Engine | None = None
         self.factory: sessionmaker[Session] | None = None
         self.dispatcher: Dispatcher | None = None
@@ -192,6 +195,11 @@ class Daemon:
         scheduler = AsyncIOScheduler(timezone=self.settings.tz)
         scheduler.add_job(self.wake.set, "interval", seconds=SAFETY_INTERVAL.total_seconds(),
                           id="safety", misfire_grace_time=None, coalesce=True)
+        if self.settings.digest.cron:
+            scheduler.add_job(self.digest_due.set,
+                              CronTrigger.from_crontab(self.settings.digest.cron,
+                                                       timezone=self.settings.tz),
+                              id="digest", misfire_grace_time=3600, coalesce=True)
         interval = sd_notify.watchdog_interval()
         if interval:
             scheduler.add_job(sd_notify.notify, "interval", args=["WATCHDOG=1"],
@@ -222,7 +230,7 @@ class Daemon:
         assert self.dispatcher is not None
         while not self.stop_requested.is_set():
             waiters = [asyncio.create_task(e.wait()) for e in
-                       (self.stop_requested, self.reload_requested, self.wake)]
+                       (self.stop_requested, self.reload_requested, self.wake, self.digest_due)]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
@@ -236,6 +244,12 @@ class Daemon:
                 self.dispatcher.messages.names = await asyncio.to_thread(self._unit_names)
                 self.state = RunState.RUNNING
                 sd_notify.notify("READY=1")
+                self.wake.set()
+            if self.digest_due.is_set():
+                self.digest_due.clear()
+                queued = await asyncio.to_thread(queue_digests, factory, self.settings,
+                                                 self.now())
+                log.info("weekly digest: %d emails queued", queued)
                 self.wake.set()
             if self.wake.is_set():
                 self.wake.clear()

@@ -172,6 +172,12 @@ class Dispatcher:
             if not items:
                 raise PermanentError("the occurrence no longer exists")
             return self.messages.reminder(recipient, items, key=group.key, now=now)
+        if first.kind == "digest":
+            horizon = first.payload.get("horizon_days")
+            found = [occurrences[uid] for uid in first.occurrence_uids if uid in occurrences]
+            return self.messages.digest(recipient, found,
+                                        horizon_days=horizon if isinstance(horizon, int) else 14,
+                                        key=group.key, now=now)
         if first.kind == "change":
             occurrence = occurrences.get(first.occurrence_uids[0])
             if occurrence is None:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
+from notifications.digest import queue_digests
 from notifications.mail_url import MailServer
 from notifications.messages import MessageFactory
 from notifications.outbox import counts, next_due
@@ -186,3 +187,23 @@ def test_a_permanent_refusal_fails_that_row_and_reports_to_the_admin(factory, ma
     rcpts, message = box.received[-1]
     assert rcpts == ("admin@huyen.example.vn",)
     assert "dantoc@huyen.example.vn" in message.get_body(("plain",)).get_content()
+
+
+def test_the_weekly_digest_is_queued_once_per_unit_and_day_and_sent(factory, mailbox) -> None:
+    box, port = mailbox
+    applied(factory)
+    monday = datetime(2024, 5, 27, 7, 30, tzinfo=VN)
+    s = settings()
+    # Units with email: ubnd-huyen, phong-noi-vu, phong-dan-toc, ubnd-xa-a → four digests.
+    assert queue_digests(factory, s, monday) == 4
+    assert queue_digests(factory, s, monday) == 0  # a restart or a second instance: no more
+    with factory() as session:
+        rows = {r.unit: r.occurrence_uids for r in session.scalars(
+            select(OutboxRow).where(OutboxRow.kind == "digest"))}
+    assert rows["phong-noi-vu"] == ["milestone.bao-cao@mocd.local",
+                                    "milestone.ho-so@mocd.local"]
+    assert rows["ubnd-xa-a"] == []
+    report = dispatch(factory, port, monday)
+    digests = [m for _, m in box.received if m["Subject"].startswith("[Lịch tuần]")]
+    assert len(digests) == 4
+    assert report.sent >= 4
