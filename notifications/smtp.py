@@ -53,6 +53,7 @@ from types import TracebackType
 from aiosmtplib import (
     SMTP,
     SMTPAuthenticationError,
+    SMTPConnectError,
     SMTPException,
     SMTPHeloError,
     SMTPRecipientRefused,
@@ -185,6 +186,24 @@ class RateLimiter:
 # --- transport -----------------------------------------------------------------------------
 
 
+async def _closed(transport: asyncio.BaseTransport, *, within: float) -> None:
+    """Wait (bounded) until the socket under ``transport`` is really closed.
+
+    ``transport.close()`` only starts closing: the socket goes a loop iteration
+    later, and over TLS only after the close_notify exchange. A caller that
+    stops its event loop right after :meth:`SmtpTransport.close` would
+    otherwise leak the socket (and get a ResourceWarning). aiosmtplib offers
+    no wait_closed(), so watch the socket's file descriptor.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while sock.fileno() != -1 and loop.time() < deadline:
+        await asyncio.sleep(0.005)
+
+
 class _StaleConnection(Exception):
     """A reused connection turned out to be closed by the server: reconnect and try again."""
 
@@ -202,7 +221,9 @@ class SmtpTransport:
     connection, and connections are kept for the next messages until
     :meth:`close`. ``tls_context`` replaces the system's trust store (a private
     CA; tests); by default certificates are verified against the system store
-    (``SSL_CERT_FILE`` works too).
+    (``SSL_CERT_FILE`` works too). ``limiter`` replaces the one built from
+    ``rate_per_minute`` (tests inject a clock); it is awaited once per message,
+    after the connection is up and right before ``MAIL FROM``.
     """
 
     def __init__(
@@ -269,6 +290,7 @@ class SmtpTransport:
         await asyncio.gather(*(self._quit(client) for client in clients))
 
     async def _quit(self, client: SMTP) -> None:
+        transport = client.transport  # quit() forgets it
         try:
             if client.is_connected:
                 await client.quit(timeout=min(self.server.timeout, 5.0))
@@ -276,6 +298,8 @@ class SmtpTransport:
             pass
         finally:
             client.close()
+        if transport is not None:
+            await _closed(transport, within=2.0)
 
     def _new_client(self) -> SMTP:
         server = self.server
@@ -325,9 +349,12 @@ class SmtpTransport:
             raise TransientError(
                 f"timed out after {self.server.timeout:g} s connecting to {self._where}: "
                 f"{exc.message}") from exc
-        except SMTPException as exc:  # refused, reset, no STARTTLS, no AUTH offered
+        except SMTPConnectError as exc:  # refused, reset: the message names host and port
             client.close()
-            raise TransientError(f"{exc.message} ({self._where})") from exc
+            raise TransientError(exc.message) from exc
+        except SMTPException as exc:  # lost, no STARTTLS, no AUTH offered
+            client.close()
+            raise TransientError(f"{exc.message.rstrip('.')} ({self._where})") from exc
         except OSError as exc:  # a TLS handshake failure, a certificate that does not verify
             client.close()
             raise TransientError(f"{exc} ({self._where})") from exc
@@ -337,12 +364,20 @@ class SmtpTransport:
     ) -> Delivery:
         """MAIL, RCPT…, DATA on a connected client; classified errors (see the module doc)."""
         try:
+            smtputf8 = client.supports_extension("smtputf8")
+            eight_bit = client.supports_extension("8bitmime")
             utf8 = not (envelope.sender + "".join(envelope.recipients)).isascii()
-            if utf8 and not client.supports_extension("smtputf8"):
+            if utf8 and not smtputf8:
                 raise PermanentError(
                     f"{self._where} does not offer SMTPUTF8, needed for a non-ASCII address")
-            eight_bit = client.supports_extension("8bitmime")
-            data = _flatten(message, utf8=utf8, eight_bit=eight_bit)
+            try:
+                data = _flatten(message, utf8=utf8, eight_bit=eight_bit)
+            except UnicodeEncodeError:  # a header RFC 2047 cannot carry (a non-ASCII Message-ID)
+                if not smtputf8:
+                    raise PermanentError(
+                        f"a header needs SMTPUTF8, which {self._where} does not offer") from None
+                utf8 = True
+                data = _flatten(message, utf8=True, eight_bit=eight_bit)
             options = []
             if client.supports_extension("size"):
                 options.append(f"SIZE={len(data)}")

@@ -264,8 +264,8 @@ def run(ctx: Context, config_dir: Path | None, log_format: str) -> None:
 @click.pass_obj
 def send_test(ctx: Context, address: str) -> None:
     """Send one test email to ADDRESS through the configured transport, now."""
+    from notifications.mail_url import open_transport
     from notifications.messages import FailureLine, MessageFactory
-    from scheduler.daemon import make_transport
 
     settings = ctx.settings
     now = ctx.clock.now(settings.tz)
@@ -280,7 +280,7 @@ def send_test(ctx: Context, address: str) -> None:
     message.replace_header("Subject", "[mocd] test message")
 
     async def deliver() -> str:
-        transport = make_transport(settings)
+        transport = open_transport(settings.mail, settings.state_dir / "outbox")
         try:
             return (await transport.send(message)).reply
         finally:

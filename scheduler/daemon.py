@@ -28,12 +28,10 @@ from config.errors import ConfigError, RuntimeFailure, UserError
 from config.loader import read_config
 from config.settings import Settings
 from notifications.digest import queue_digests
-from notifications.eml_files import EmlFileTransport
-from notifications.mail_url import MailServer
+from notifications.mail_url import open_transport
 from notifications.messages import MessageFactory
 from notifications.outbox import next_due, release_owned, skip_missed
 from notifications.planning import plan_reminders
-from notifications.smtp import SmtpTransport
 from notifications.transport import Transport
 from scheduler import sd_notify
 from scheduler.apply import ApplyResult, apply_revision, record_rejected
@@ -54,13 +52,6 @@ class RunState(enum.Enum):
     RELOADING = "reloading"
     STOPPING = "stopping"
     STOPPED = "stopped"
-
-
-def make_transport(settings: Settings) -> Transport:
-    if settings.mail.url:
-        server = MailServer.from_url(settings.mail.url)
-        return SmtpTransport(server, settings.mail.concurrency, settings.mail.rate_per_minute)
-    return EmlFileTransport(settings.state_dir / "outbox")
 
 
 class Daemon:
@@ -187,7 +178,7 @@ class Daemon:
         if skipped:
             log.warning("%d reminders were missed by more than %s and are skipped", skipped,
                         self.settings.reminders.catch_up)
-        transport = make_transport(self.settings)
+        transport = open_transport(self.settings.mail, self.settings.state_dir / "outbox")
         names = await asyncio.to_thread(self._unit_names)
         self.dispatcher = Dispatcher(factory, transport, MessageFactory(
             self.settings, names, self.settings.templates_dir), self.settings, self.clock,
