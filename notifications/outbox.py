@@ -63,11 +63,15 @@ def claim_due(factory: sessionmaker[Session], *, now: datetime, owner: str,
 
 
 def mark_sent(factory: sessionmaker[Session], ids: Sequence[int], *, now: datetime,
-              reply: str, message_id: str) -> None:
+              reply: str, message_id: str,
+              reports: Sequence[dict[str, object]] = ()) -> None:
+    """Sent; ``reports`` (recipients refused while others accepted) queued for mail.admin."""
     with transaction(factory) as session:
         session.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(
             state="sent", sent_at=now, smtp_reply=reply, message_id=message_id,
             lease_until=None, lease_owner=None, last_error=None))
+        for i, report in enumerate(reports):
+            _queue_report(session, f"refused:{min(ids)}:{i}", now, report)
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
@@ -82,8 +86,10 @@ def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
 
 
 def mark_retry(factory: sessionmaker[Session], ids: Sequence[int], *, now: datetime,
-               error: str, attempts: int, max_attempts: int) -> str:
-    """A transient failure: back to ``pending`` later, or ``failed`` after max_attempts.
+               error: str, attempts: int, max_attempts: int,
+               report: dict[str, object] | None = None) -> str:
+    """A transient failure: back to ``pending`` later, or ``failed`` after max_attempts
+    (then ``report``, if given, is queued for mail.admin in the same transaction).
 
     Returns the new state.
     """
@@ -92,15 +98,31 @@ def mark_retry(factory: sessionmaker[Session], ids: Sequence[int], *, now: datet
         session.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(
             state=state, last_error=error, lease_until=None, lease_owner=None,
             next_attempt_at=now + backoff(attempts)))
+        if state == "failed" and report is not None:
+            _queue_report(session, f"failure:{min(ids)}", now, report)
     return state
 
 
 def mark_failed(factory: sessionmaker[Session], ids: Sequence[int], *, now: datetime,
-                error: str) -> None:
-    """A permanent failure: ``failed`` at once (reported to mail.admin by the dispatcher)."""
+                error: str, report: dict[str, object] | None = None) -> None:
+    """A permanent failure: ``failed`` at once, and ``report`` queued for mail.admin.
+
+    One transaction for both: a crash right after cannot lose the report.
+    """
     with transaction(factory) as session:
         session.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(
             state="failed", last_error=error, lease_until=None, lease_owner=None))
+        if report is not None:
+            _queue_report(session, f"failure:{min(ids)}", now, report)
+
+
+def _queue_report(session: Session, key: str, now: datetime,
+                  report: dict[str, object]) -> None:
+    """A ``delivery_failure`` row; the dispatcher sends all due ones as one email."""
+    session.add(OutboxRow(
+        idempotency_key=key, kind="delivery_failure", unit=None,
+        occurrence_uids=[], offset=None, fire_at=now, state="pending", attempts=0,
+        next_attempt_at=now, payload={"failures": [report]}, created_at=now))
 
 
 def release_expired(factory: sessionmaker[Session], *, now: datetime) -> int:

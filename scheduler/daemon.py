@@ -37,7 +37,7 @@ from scheduler import sd_notify
 from scheduler.apply import ApplyResult, apply_revision, record_rejected
 from scheduler.clock import Clock
 from scheduler.database import is_current, open_engine, session_factory, transaction, upgrade
-from scheduler.dispatcher import Dispatcher
+from scheduler.dispatcher import Dispatcher, DispatchReport
 from scheduler.expand import Window, expand_loaded, working_calendar
 from scheduler.models import OutboxRow
 
@@ -149,9 +149,15 @@ class Daemon:
 
     # -- run -------------------------------------------------------------------
 
+    def request_stop(self) -> None:
+        """SIGTERM/SIGINT: set flags only. The dispatcher starts no new send from here on."""
+        self.stop_requested.set()
+        if self.dispatcher is not None:
+            self.dispatcher.claiming = False
+
     def install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
-        loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
 
     async def watch_config(self) -> None:
@@ -244,12 +250,32 @@ class Daemon:
                 self.wake.set()
             if self.wake.is_set():
                 self.wake.clear()
-                report = await self.dispatcher.run_once()
+                report = await self._dispatch()
+                if report is None:
+                    break
                 self.last_dispatch = self.now()
                 if report.claimed:
                     log.info("dispatched: %d sent, %d to retry, %d failed (%d emails)",
                              report.sent, report.retried, report.failed, report.messages)
             await asyncio.to_thread(self.arm, scheduler)
+
+    async def _dispatch(self) -> DispatchReport | None:
+        """One dispatch round; on a stop request, in-flight sends get a bounded grace."""
+        assert self.dispatcher is not None
+        task = asyncio.create_task(self.dispatcher.run_once())
+        stopper = asyncio.create_task(self.stop_requested.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not task.done():
+            done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
+            if not done:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+                log.warning("sends still in flight after %.0f s were abandoned; their rows "
+                            "return to pending", STOP_GRACE_SECONDS)
+                return None
+        return task.result()
 
     async def _stop(self, scheduler: AsyncIOScheduler, factory: sessionmaker[Session],
                     transport: Transport, watcher: asyncio.Task[None]) -> None:

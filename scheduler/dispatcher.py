@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
@@ -32,8 +32,7 @@ from notifications.outbox import (
 )
 from notifications.transport import PermanentError, TransientError, Transport
 from scheduler.clock import Clock
-from scheduler.database import transaction
-from scheduler.models import OutboxRow, StoredOccurrence, Unit
+from scheduler.models import StoredOccurrence, Unit
 from scheduler.occurrences import Occurrence, from_record
 
 log = logging.getLogger("mocd.dispatch")
@@ -79,6 +78,13 @@ def group_rows(rows: Sequence[Claimed]) -> list[_Group]:
     return groups
 
 
+def group_rows_for_admin(groups: list[_Group]) -> list[_Group]:
+    """All delivery-failure reports due together go to mail.admin as one email."""
+    reports = [g.rows[0] for g in groups if g.rows[0].kind == "delivery_failure"]
+    others = [g for g in groups if g.rows[0].kind != "delivery_failure"]
+    return [*others, _Group(tuple(reports))] if reports else others
+
+
 class Dispatcher:
     def __init__(self, factory: sessionmaker[Session], transport: Transport,
                  messages: MessageFactory, settings: Settings, clock: Clock, owner: str,
@@ -110,8 +116,6 @@ class Dispatcher:
             await self._send_batch(claimed, report)
             if len(claimed) < self.batch:
                 break
-        if report.failures and self.settings.mail.admin:
-            await asyncio.to_thread(self._queue_failure_report, report.failures)
         return report
 
     async def _send_batch(self, claimed: list[Claimed], report: DispatchReport) -> None:
@@ -120,9 +124,11 @@ class Dispatcher:
 
         async def one(group: _Group) -> None:
             async with limit:
+                if not self.claiming:  # stopping: leave it claimed; the stop releases it
+                    return
                 await self._send_group(group, occurrences, units, report)
 
-        await asyncio.gather(*(one(g) for g in group_rows(claimed)))
+        await asyncio.gather(*(one(g) for g in group_rows_for_admin(group_rows(claimed))))
 
     def _context(self, claimed: Sequence[Claimed]
                  ) -> tuple[dict[str, Occurrence], dict[str, Unit]]:
@@ -145,9 +151,11 @@ class Dispatcher:
         first = group.rows[0]
         now = self.now()
         if first.kind == "delivery_failure":
-            raw = first.payload.get("failures")
-            lines = [_failure_from(item) for item in raw if isinstance(item, dict)] if isinstance(
-                raw, list) else []
+            lines: list[FailureLine] = []
+            for row in group.rows:
+                raw = row.payload.get("failures")
+                if isinstance(raw, list):
+                    lines.extend(_failure_from(item) for item in raw if isinstance(item, dict))
             return self.messages.delivery_failure_report(self.settings.mail.admin, lines,
                                                          key=group.key, now=now)
         if first.kind == "config_error":
@@ -212,50 +220,46 @@ class Dispatcher:
             delivery = await self.transport.send(message)
         except TransientError as exc:
             attempts = max(r.attempts for r in group.rows)
+            line = FailureLine(to, subject, exc.reply, attempts, False, group.rows[0].unit,
+                               self.now())
             state = await asyncio.to_thread(
                 mark_retry, self.factory, group.ids, now=self.now(), error=exc.reply,
-                attempts=attempts, max_attempts=self.settings.mail.max_attempts)
+                attempts=attempts, max_attempts=self.settings.mail.max_attempts,
+                report=self._report(group, line))
             if state == "failed":
                 report.failed += len(group.rows)
-                report.failures.append(FailureLine(to, subject, exc.reply, attempts, False,
-                                                   group.rows[0].unit, self.now()))
+                report.failures.append(line)
             else:
                 report.retried += len(group.rows)
             log.warning("transient failure for %s: %s (%s)", group.rows[0].unit, exc.reply, state)
             return
         except PermanentError as exc:
+            line = FailureLine(to, subject, exc.reply, max(r.attempts for r in group.rows), True,
+                               group.rows[0].unit, self.now())
             await asyncio.to_thread(mark_failed, self.factory, group.ids, now=self.now(),
-                                    error=exc.reply)
+                                    error=exc.reply, report=self._report(group, line))
             report.failed += len(group.rows)
-            report.failures.append(FailureLine(to, subject, exc.reply,
-                                               max(r.attempts for r in group.rows), True,
-                                               group.rows[0].unit, self.now()))
+            report.failures.append(line)
             log.error("permanent failure for %s: %s", group.rows[0].unit, exc.reply)
             return
         message_id = str(message["Message-ID"])
+        refused = [FailureLine(address, subject, reply, 1, True, group.rows[0].unit, self.now())
+                   for address, reply in delivery.refused.items()]
         await asyncio.to_thread(mark_sent, self.factory, group.ids, now=self.now(),
-                                reply=delivery.reply, message_id=message_id)
+                                reply=delivery.reply, message_id=message_id,
+                                reports=[r for line in refused
+                                         if (r := self._report(group, line)) is not None])
         report.sent += len(group.rows)
         report.messages += 1
-        for address, reply in delivery.refused.items():
-            report.failures.append(FailureLine(address, subject, reply, 1, True,
-                                               group.rows[0].unit, self.now()))
+        report.failures.extend(refused)
         log.info("sent %s to %s: %s", group.key, group.rows[0].unit, delivery.reply)
 
-    def _queue_failure_report(self, failures: list[FailureLine]) -> None:
-        now = self.now()
-        lines = [_failure_record(f) for f in failures]
-        digest = hashlib.sha256(repr(lines).encode()).hexdigest()[:32]
-        key = f"failure:{digest}"
-        with transaction(self.factory) as session:
-            exists = session.scalar(select(OutboxRow.id).where(OutboxRow.idempotency_key == key))
-            if exists is None:
-                session.execute(insert(OutboxRow), [{
-                    "idempotency_key": key, "kind": "delivery_failure", "unit": None,
-                    "occurrence_uids": [], "offset": None, "fire_at": now, "state": "pending",
-                    "attempts": 0, "next_attempt_at": now,
-                    "payload": {"failures": lines},
-                    "created_at": now}])
+    def _report(self, group: _Group, line: FailureLine) -> dict[str, object] | None:
+        """The failure as a report row's payload line; None when there is nobody to tell
+        (no mail.admin) or when the failed message was itself a report."""
+        if not self.settings.mail.admin or group.rows[0].kind == "delivery_failure":
+            return None
+        return _failure_record(line)
 
 
 def _failure_record(line: FailureLine) -> dict[str, object]:
