@@ -259,6 +259,41 @@ def run(ctx: Context, config_dir: Path | None, log_format: str) -> None:
         raise click.exceptions.Exit(code)
 
 
+@cli.command()
+@click.option("--pid", type=int, required=True, help="The daemon's process id ($MAINPID).")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds to wait for the reload to finish.")
+@click.pass_obj
+def reload(ctx: Context, pid: int, timeout: float) -> None:
+    """Ask a running daemon to reload (SIGHUP) and wait until it has (for ExecReload).
+
+    Exits 1 when the daemon rejected the new config (it keeps the last good one).
+    """
+    import os
+    import signal
+    import time
+
+    from scheduler.daemon import read_reloads, reload_file
+
+    path = reload_file(ctx.settings.state_dir)
+    before, _ = read_reloads(path)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot signal process {pid}: {exc.strerror}") from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        count, outcome = read_reloads(path)
+        if count > before:
+            if outcome != "accepted":
+                raise UserError("the new config was rejected (see the daemon's log); "
+                                "the last good one keeps running")
+            click.echo("reloaded")
+            return
+        time.sleep(0.1)
+    raise RuntimeFailure(f"the daemon did not finish reloading within {timeout:.0f} s")
+
+
 @cli.command("send-test")
 @click.argument("address")
 @click.pass_obj

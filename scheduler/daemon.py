@@ -46,6 +46,19 @@ SAFETY_INTERVAL = timedelta(seconds=60)
 STOP_GRACE_SECONDS = 10.0
 
 
+def reload_file(state_dir: Path) -> Path:
+    return state_dir / "reloads"
+
+
+def read_reloads(path: Path) -> tuple[int, str]:
+    """(number of finished reloads, "accepted"/"rejected" for the last), (0, "") if none."""
+    try:
+        count, outcome = path.read_text().split()
+        return int(count), outcome
+    except (OSError, ValueError):
+        return 0, ""
+
+
 class RunState(enum.Enum):
     STARTING = "starting"
     RUNNING = "running"
@@ -132,6 +145,19 @@ class Daemon:
                 "attempts": 0, "next_attempt_at": now,
                 "payload": {"errors": lines, "config_dir": str(self.config_dir)},
                 "created_at": now}])
+
+    def record_reload(self, accepted: bool) -> None:
+        """Count finished reloads in ``{state_dir}/reloads`` (what ``mocd reload`` waits for).
+
+        systemd 252 (Debian 12) has no ``notify-reload``: ``ExecReload`` must itself
+        wait until the reload is done, and it can only see files and signals.
+        """
+        path = reload_file(self.settings.state_dir)
+        count, _ = read_reloads(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(f"{count + 1} {'accepted' if accepted else 'rejected'}\n")
+        temporary.replace(path)
 
     # -- the clock -------------------------------------------------------------
 
@@ -237,7 +263,8 @@ class Daemon:
                 self.reload_requested.clear()
                 self.state = RunState.RELOADING
                 sd_notify.reloading()
-                await asyncio.to_thread(self.apply_config)
+                accepted = await asyncio.to_thread(self.apply_config)
+                await asyncio.to_thread(self.record_reload, accepted)
                 self.dispatcher.messages.names = await asyncio.to_thread(self._unit_names)
                 self.state = RunState.RUNNING
                 sd_notify.notify("READY=1")

@@ -61,11 +61,15 @@ class Daemon:
         self.log = tmp / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOCD_")}
         env.update(MOCD_STATE_DIR=str(self.state), NOTIFY_SOCKET=str(self.notify.path),
                    MOCD_SETTINGS=str(self.tmp / "none.toml"))
         (self.tmp / "none.toml").write_text("")
+        return env
+
+    def start(self) -> None:
+        env = self.env()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(MOCD), "run", "--config", str(self.config)], env=env, cwd=self.tmp,
@@ -143,3 +147,23 @@ def test_an_invalid_config_on_reload_keeps_the_last_good_one(daemon: Daemon) -> 
     with sqlite3.connect(daemon.state / "mocd.sqlite3") as db:
         assert db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone() == (
             1,)  # the last good config's reminder is still planned
+
+
+def test_mocd_reload_waits_for_the_reload_and_reports_a_rejected_config(daemon: Daemon) -> None:
+    """What `ExecReload=` runs: systemd 252 cannot wait for a reload by itself."""
+    daemon.start()
+    daemon.notify.wait_for("READY=1")
+    assert daemon.process is not None
+    env = daemon.env()
+    env.pop("NOTIFY_SOCKET")
+    reload = [str(MOCD), "reload", "--pid", str(daemon.process.pid), "--timeout", "30"]
+    done = subprocess.run(reload, env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "reloaded\n", "")
+    (daemon.config / "broken.yaml").write_text("units: [1, 2\n", encoding="utf-8")
+    done = subprocess.run(reload, env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 1
+    assert "rejected" in done.stderr
+    assert daemon.process.poll() is None
+    assert daemon.stop() == 0
