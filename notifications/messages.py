@@ -337,6 +337,7 @@ class MessageFactory:
                  anniversaries: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.names = dict(names)
+        self._ics_cache: dict[tuple[object, ...], bytes] = {}
         self.anniversaries = dict(anniversaries or {})
         self.tz = settings.tz
         self.public_url = settings.public_url.rstrip("/")
@@ -584,9 +585,7 @@ class MessageFactory:
         msg.set_content(text, subtype="plain", charset="utf-8")
         msg.add_alternative(html, subtype="html", charset="utf-8")
         if ics:
-            data = occurrences_ics(ics, tz=self.tz, uid_domain=self.settings.uid_domain,
-                                   language=language, stamp=local_now, sequence=sequence,
-                                   names=self.names, anniversaries=self.anniversaries)
+            data = self._ics(tuple(ics), language, local_now, sequence)
             # base64 (the default for bytes) keeps the CRLF line ends of RFC 5545 intact.
             msg.add_attachment(data, maintype="text", subtype="calendar",
                                filename=ICS_FILENAME,
@@ -594,3 +593,24 @@ class MessageFactory:
         # Last: set_content() and make_mixed() move Content-* headers into the parts.
         msg["Content-Language"] = language
         return msg
+
+    def _ics(self, occurrences: tuple[Occurrence, ...], language: str, now: datetime,
+             sequence: Mapping[str, int] | None) -> bytes:
+        """The attachment, cached: the units of one milestone get the same bytes.
+
+        DTSTAMP is the minute the message is built, so all reminders of one
+        dispatch round share one rendering (icalendar is ~40 % of building a message).
+        """
+        stamp = now.replace(second=0, microsecond=0)
+        key = (occurrences, language, stamp, tuple(sorted((sequence or {}).items())),
+               id(self.names))
+        cached = self._ics_cache.get(key)
+        if cached is None:
+            if len(self._ics_cache) >= 512:
+                self._ics_cache.clear()
+            cached = occurrences_ics(list(occurrences), tz=self.tz,
+                                     uid_domain=self.settings.uid_domain, language=language,
+                                     stamp=stamp, sequence=sequence, names=self.names,
+                                     anniversaries=self.anniversaries)
+            self._ics_cache[key] = cached
+        return cached

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Executable, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.loader import MilestoneConfig
@@ -63,6 +65,14 @@ def _lock(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
     # SQLite: the transaction began with BEGIN IMMEDIATE (scheduler.database): one writer.
+
+
+def _insert_new(session: Session, rows: list[dict[str, object]]) -> Executable:
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING, on SQLite and PostgreSQL."""
+    insert_into = (postgresql_insert if session.get_bind().dialect.name == "postgresql"
+                   else sqlite_insert)
+    return insert_into(OutboxRow).values(rows).on_conflict_do_nothing(
+        index_elements=["idempotency_key"])
 
 
 def _reminder_key(uid: str, unit: str, offset: str) -> str:
@@ -163,9 +173,12 @@ class _Apply:
                             {"occurrence": record})
 
     def reminders(self, planned: Sequence[PlannedReminder]) -> None:
+        # Only rows a reload may still change are loaded; sent (and other final) rows
+        # are protected by the unique key: inserts skip keys that exist already.
         rows = self.session.execute(
             select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.state, OutboxRow.fire_at)
-            .where(OutboxRow.kind == "reminder")
+            .where(OutboxRow.kind == "reminder",
+                   OutboxRow.state.in_((*_OPEN_STATES, "cancelled")))
         ).all()
         existing = {key: (row_id, state, fire_at) for row_id, key, state, fire_at in rows}
         wanted: set[str] = set()
@@ -184,15 +197,17 @@ class _Apply:
                         "created_at": self.now})
                 continue
             row_id, state, fire_at = found
-            if state in _OPEN_STATES and fire_at != reminder.fire_at:
+            revived = state == "cancelled" and reminder.fire_at > self.now  # planned again
+            if revived or (state in _OPEN_STATES and fire_at != reminder.fire_at):
                 self.session.execute(
                     update(OutboxRow).where(OutboxRow.id == row_id).values(
                         fire_at=reminder.fire_at, next_attempt_at=reminder.fire_at,
                         state="pending", attempts=0, last_error=None))
                 self.result.reminders_moved += 1
-        if new_rows:
-            self.session.execute(insert(OutboxRow), new_rows)
-            self.result.reminders_added = len(new_rows)
+        for start in range(0, len(new_rows), 2000):
+            chunk = new_rows[start:start + 2000]
+            result = self.session.execute(_insert_new(self.session, chunk))
+            self.result.reminders_added += int(getattr(result, "rowcount", 0) or 0)
         stale = [row_id for key, (row_id, state, _) in existing.items()
                  if key not in wanted and state in _OPEN_STATES]
         for start in range(0, len(stale), 500):

@@ -123,10 +123,7 @@ class Dispatcher:
         limit = asyncio.Semaphore(self.settings.mail.concurrency)
 
         async def one(group: _Group) -> None:
-            async with limit:
-                if not self.claiming:  # stopping: leave it claimed; the stop releases it
-                    return
-                await self._send_group(group, occurrences, units, report)
+            await self._send_group(group, occurrences, units, report, limit)
 
         await asyncio.gather(*(one(g) for g in group_rows_for_admin(group_rows(claimed))))
 
@@ -207,17 +204,29 @@ class Dispatcher:
         raise PermanentError(f"cannot send outbox rows of kind '{first.kind}' yet")
 
     async def _send_group(self, group: _Group, occurrences: dict[str, Occurrence],
-                          units: dict[str, Unit], report: DispatchReport) -> None:
+                          units: dict[str, Unit], report: DispatchReport,
+                          limit: asyncio.Semaphore) -> None:
+        """Build and send inside a concurrency slot; record the outcome after leaving it,
+        so the next message goes out while this one's row is written."""
         unit = units.get(group.rows[0].unit or "")
         to = ", ".join(unit.emails) if unit else self.settings.mail.admin
         subject = ""
-        try:
+        failure: TransientError | PermanentError | None = None
+        async with limit:
+            if not self.claiming:  # stopping: leave it claimed; the stop releases it
+                return
             try:
-                message = self._build(group, occurrences, units)
-            except ValueError as exc:  # e.g. an address the email package rejects
-                raise PermanentError(f"cannot build the message: {exc}") from None
-            subject = str(message["Subject"] or "")
-            delivery = await self.transport.send(message)
+                try:
+                    message = self._build(group, occurrences, units)
+                except ValueError as exc:  # e.g. an address the email package rejects
+                    raise PermanentError(f"cannot build the message: {exc}") from None
+                subject = str(message["Subject"] or "")
+                delivery = await self.transport.send(message)
+            except (TransientError, PermanentError) as exc:
+                failure = exc
+        try:
+            if failure is not None:
+                raise failure
         except TransientError as exc:
             attempts = max(r.attempts for r in group.rows)
             line = FailureLine(to, subject, exc.reply, attempts, False, group.rows[0].unit,

@@ -175,3 +175,14 @@ def test_two_instances_applying_the_same_revision_apply_it_once(factory) -> None
     assert errors == []
     assert sorted(r.applied for r in results) == [False, True]
     assert len(outbox(factory)) == 5
+
+
+def test_a_milestone_removed_then_restored_is_reminded_again(factory) -> None:
+    apply(factory, config_text())
+    without = config_text().replace(
+        "  - {id: bao-cao, title: Báo cáo, when: 2024-06-28, units: [ubnd-cac-xa], "
+        "reminders: [3d]}\n", "")
+    apply(factory, without)
+    apply(factory, config_text())
+    states = {r.idempotency_key: r.state for r in outbox(factory, "reminder")}
+    assert states["reminder:milestone.bao-cao@mocd.local:ubnd-xa-a:3d"] == "pending"
