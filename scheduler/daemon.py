@@ -30,7 +30,7 @@ from config.settings import Settings
 from notifications.digest import queue_digests
 from notifications.mail_url import open_transport
 from notifications.messages import MessageFactory
-from notifications.outbox import next_due, release_owned, skip_missed
+from notifications.outbox import next_due, release_expired, release_owned, skip_missed
 from notifications.planning import plan_reminders
 from notifications.transport import Transport
 from scheduler import sd_notify
@@ -78,6 +78,7 @@ class Daemon:
         self.reload_requested = asyncio.Event()
         self.wake = asyncio.Event()
         self.digest_due = asyncio.Event()
+        self.housekeeping_due = asyncio.Event()
         self.engine: Engine | None = None
         self.factory: sessionmaker[Session] | None = None
         self.dispatcher: Dispatcher | None = None
@@ -145,6 +146,16 @@ class Daemon:
                 "attempts": 0, "next_attempt_at": now,
                 "payload": {"errors": lines, "config_dir": str(self.config_dir)},
                 "created_at": now}])
+
+    def housekeeping(self) -> None:
+        """Daily: re-apply (anniversaries enter the window as days pass), recover leases of
+        dead instances, and record reminders missed beyond catch-up as skipped."""
+        assert self.factory is not None
+        self.apply_config()  # the window moves with today, even when the files do not
+        release_expired(self.factory, now=self.now())
+        skipped = skip_missed(self.factory, now=self.now(),
+                              catch_up=self.settings.reminders.catch_up)
+        log.info("housekeeping done (%d missed reminders skipped)", skipped)
 
     def record_reload(self, accepted: bool) -> None:
         """Count finished reloads in ``{state_dir}/reloads`` (what ``mocd reload`` waits for).
@@ -223,6 +234,9 @@ class Daemon:
                               CronTrigger.from_crontab(self.settings.digest.cron,
                                                        timezone=self.settings.tz),
                               id="digest", misfire_grace_time=3600, coalesce=True)
+        scheduler.add_job(self.housekeeping_due.set,
+                          CronTrigger(hour=3, minute=17, timezone=self.settings.tz),
+                          id="housekeeping", misfire_grace_time=3600, coalesce=True)
         interval = sd_notify.watchdog_interval()
         if interval:
             scheduler.add_job(sd_notify.notify, "interval", args=["WATCHDOG=1"],
@@ -253,7 +267,8 @@ class Daemon:
         assert self.dispatcher is not None
         while not self.stop_requested.is_set():
             waiters = [asyncio.create_task(e.wait()) for e in
-                       (self.stop_requested, self.reload_requested, self.wake, self.digest_due)]
+                       (self.stop_requested, self.reload_requested, self.wake, self.digest_due,
+                        self.housekeeping_due)]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
@@ -269,6 +284,9 @@ class Daemon:
                 self.state = RunState.RUNNING
                 sd_notify.notify("READY=1")
                 self.wake.set()
+            if self.housekeeping_due.is_set():
+                self.housekeeping_due.clear()
+                await asyncio.to_thread(self.housekeeping)
             if self.digest_due.is_set():
                 self.digest_due.clear()
                 queued = await asyncio.to_thread(queue_digests, factory, self.settings,
