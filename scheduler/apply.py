@@ -51,9 +51,10 @@ class ApplyResult:
     summary: dict[str, int] = field(default_factory=dict)
 
 
-def content_hash(config: MilestoneConfig, settings: Settings) -> str:
-    """What a revision is: the files' bytes and the settings that change expansion/planning."""
-    digest = hashlib.sha256()
+def content_hash(config: MilestoneConfig, settings: Settings, window: str = "") -> str:
+    """What a revision is: the files' bytes, the settings that change expansion/planning,
+    and the expansion window (anniversaries enter it as the days pass)."""
+    digest = hashlib.sha256(window.encode())
     for name in sorted(config.files):
         digest.update(name.encode() + b"\0" + config.files[name] + b"\0")
     digest.update(settings.uid_domain.encode() + b"\0" + settings.timezone.encode())
@@ -225,9 +226,14 @@ def apply_revision(
     *,
     settings: Settings,
     now: datetime,
+    window: str = "",
 ) -> ApplyResult:
-    """Apply one valid revision in one transaction; a no-op if it is already the applied one."""
-    revision = content_hash(config, settings)
+    """Apply one valid revision in one transaction; a no-op if it is already the applied one.
+
+    ``window`` names the expansion window (e.g. "2025-11-23..2036-11-20"), part of what
+    the revision is.
+    """
+    revision = content_hash(config, settings, window)
     with transaction(factory) as session:
         _lock(session)
         latest = session.scalars(

@@ -118,7 +118,8 @@ class Daemon:
         reminders = plan_reminders(occurrences, config.units, working_calendar(config),
                                    self.settings.reminders, self.settings.tz)
         result = apply_revision(self.factory, config, occurrences, reminders,
-                                settings=self.settings, now=now)
+                                settings=self.settings, now=now,
+                                window=f"{window.first}..{window.last}")
         self.last_apply = result
         if result.applied:
             log.info("config applied (revision %s): %s", result.revision_id, result.summary)

@@ -112,9 +112,11 @@ def apply_config(factory: sessionmaker[Session], yaml_text: str, now: datetime) 
     real_now = datetime.now(UTC)
     for reminder in reminders:  # due now, and not so long ago that the daemon skips it
         assert real_now - settings.reminders.catch_up < reminder.fire_at < real_now, reminder
-    result = apply_revision(factory, config, occurrences, reminders, settings=settings, now=now)
+    label = f"{window.first}..{window.last}"  # as the daemon names its window
+    result = apply_revision(factory, config, occurrences, reminders, settings=settings, now=now,
+                            window=label)
     assert result.applied
-    return content_hash(config, settings)
+    return content_hash(config, settings, label)
 
 
 class Store:
@@ -571,7 +573,10 @@ def test_two_daemons_on_one_postgres_send_every_message_once(postgres_world, ser
     world.write_config(second_text)
     loaded = read_documents([(CONFIG_NAME, second_text.encode())])
     assert loaded.config is not None
-    second = content_hash(loaded.config, plan_settings())
+    today = datetime.now(VN).date()
+    settings = plan_settings()
+    label = f"{today - settings.feeds.past}..{today + settings.feeds.future}"
+    second = content_hash(loaded.config, settings, label)
     box = Mailbox()
     server = servers(box)
     a, b = world.daemon(server.port, "mocd-a"), world.daemon(server.port, "mocd-b")
