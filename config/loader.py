@@ -18,7 +18,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from config.errors import ConfigError, Diagnostic, PathPart, UserError, did_you_mean
+from config.errors import (
+    ConfigError,
+    Diagnostic,
+    PathPart,
+    UserError,
+    did_you_mean,
+    format_path,
+)
 from config.schema import (
     AnniversarySpec,
     CalendarSpec,
@@ -274,7 +281,7 @@ def _merge(
             problems.append(
                 source.problem(
                     f"duplicate id '{ident}': already a {earlier_what} in {earlier.file} "
-                    f"at {_path_text(earlier.path)}",
+                    f"at {format_path(earlier.path)}",
                     "id",
                 )
             )
@@ -340,12 +347,6 @@ def _merge(
     config.members = {g: frozenset(m) for g, m in members.items() if g in config.groups}
     config.members[ALL] = frozenset(config.units)
     return config
-
-
-def _path_text(path: tuple[PathPart, ...]) -> str:
-    from config.errors import format_path
-
-    return format_path(path)
 
 
 def _check_references(config: MilestoneConfig, problems: list[Diagnostic]) -> None:

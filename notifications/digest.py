@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
+from notifications.outbox import insert_new, new_row
 from scheduler.database import transaction
-from scheduler.models import OutboxRow, StoredOccurrence, Unit
+from scheduler.models import StoredOccurrence, Unit
 
 
 def queue_digests(factory: sessionmaker[Session], settings: Settings, now: datetime) -> int:
@@ -33,16 +34,8 @@ def queue_digests(factory: sessionmaker[Session], settings: Settings, now: datet
             for unit in data.get("units", []):
                 per_unit[unit].append(uid)
         units = [u.id for u in session.scalars(select(Unit)) if u.emails]
-        keys = {f"digest:{unit}:{today.isoformat()}": unit for unit in units}
-        existing = set(session.scalars(
-            select(OutboxRow.idempotency_key).where(OutboxRow.kind == "digest",
-                                                    OutboxRow.idempotency_key.in_(keys))))
-        new = [{
-            "idempotency_key": key, "kind": "digest", "unit": unit,
-            "occurrence_uids": per_unit.get(unit, []), "offset": None, "fire_at": now,
-            "state": "pending", "attempts": 0, "next_attempt_at": now,
-            "payload": {"horizon_days": settings.digest.horizon.days}, "created_at": now,
-        } for key, unit in keys.items() if key not in existing]
-        if new:
-            session.execute(insert(OutboxRow), new)
-        return len(new)
+        payload: dict[str, object] = {"horizon_days": settings.digest.horizon.days}
+        return insert_new(session, [
+            new_row(f"digest:{unit}:{today.isoformat()}", "digest", fire_at=now,
+                    created_at=now, unit=unit, uids=per_unit.get(unit, []), payload=payload)
+            for unit in units])

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from scheduler.database import transaction
@@ -116,13 +118,38 @@ def mark_failed(factory: sessionmaker[Session], ids: Sequence[int], *, now: date
             _queue_report(session, f"failure:{min(ids)}", now, report)
 
 
+def new_row(key: str, kind: str, *, fire_at: datetime, created_at: datetime,
+            unit: str | None = None, uids: Sequence[str] = (), offset: str | None = None,
+            payload: dict[str, object] | None = None) -> dict[str, object]:
+    """The values of a new, pending outbox row (for :func:`insert_new`)."""
+    return {"idempotency_key": key, "kind": kind, "unit": unit, "occurrence_uids": list(uids),
+            "offset": offset, "fire_at": fire_at, "state": "pending", "attempts": 0,
+            "next_attempt_at": fire_at, "payload": payload or {}, "created_at": created_at}
+
+
+def insert_new(session: Session, rows: Sequence[dict[str, object]]) -> int:
+    """Insert rows whose idempotency key is new; existing keys are left alone.
+
+    ``INSERT … ON CONFLICT (idempotency_key) DO NOTHING`` on SQLite and PostgreSQL:
+    the unique key, not a prior read, is what keeps every message single.
+    Returns how many rows were inserted.
+    """
+    dialect = session.get_bind().dialect.name
+    insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    added = 0
+    for start in range(0, len(rows), 2000):  # under both databases' parameter limits
+        statement = insert_into(OutboxRow).values(list(rows[start:start + 2000]))
+        result = session.execute(statement.on_conflict_do_nothing(
+            index_elements=["idempotency_key"]).returning(OutboxRow.id))
+        added += len(result.all())  # rowcount is -1 for this statement on psycopg
+    return added
+
+
 def _queue_report(session: Session, key: str, now: datetime,
                   report: dict[str, object]) -> None:
     """A ``delivery_failure`` row; the dispatcher sends all due ones as one email."""
-    session.add(OutboxRow(
-        idempotency_key=key, kind="delivery_failure", unit=None,
-        occurrence_uids=[], offset=None, fire_at=now, state="pending", attempts=0,
-        next_attempt_at=now, payload={"failures": [report]}, created_at=now))
+    insert_new(session, [new_row(key, "delivery_failure", fire_at=now, created_at=now,
+                                 payload={"failures": [report]})])
 
 
 def release_expired(factory: sessionmaker[Session], *, now: datetime) -> int:

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Executable, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.loader import MilestoneConfig
 from config.settings import Settings
+from notifications.outbox import insert_new, new_row
 from notifications.planning import PlannedReminder
 from scheduler.database import transaction
 from scheduler.models import ConfigRevision, OutboxRow, StoredOccurrence, Unit
@@ -68,14 +67,6 @@ def _lock(session: Session) -> None:
     # SQLite: the transaction began with BEGIN IMMEDIATE (scheduler.database): one writer.
 
 
-def _insert_new(session: Session, rows: list[dict[str, object]]) -> Executable:
-    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING, on SQLite and PostgreSQL."""
-    insert_into = (postgresql_insert if session.get_bind().dialect.name == "postgresql"
-                   else sqlite_insert)
-    return insert_into(OutboxRow).values(rows).on_conflict_do_nothing(
-        index_elements=["idempotency_key"])
-
-
 def _reminder_key(uid: str, unit: str, offset: str) -> str:
     return f"reminder:{uid}:{unit}:{offset}"
 
@@ -94,11 +85,9 @@ class _Apply:
         return spec is not None and bool(spec.email)
 
     def notice(self, kind: str, key: str, unit: str, uid: str, payload: dict[str, object]) -> None:
-        self.session.add(OutboxRow(
-            idempotency_key=key, kind=kind, unit=unit, occurrence_uids=[uid], offset=None,
-            fire_at=self.now, state="pending", attempts=0, next_attempt_at=self.now,
-            payload=payload, created_at=self.now))
-        self.result.notices += 1
+        self.result.notices += insert_new(self.session, [new_row(
+            key, kind, fire_at=self.now, created_at=self.now, unit=unit, uids=[uid],
+            payload=payload)])
 
     def near(self, *days: date | None) -> bool:
         return any(d is not None and self.today <= d <= self.today + NOTICE_HORIZON
@@ -190,12 +179,9 @@ class _Apply:
             found = existing.get(key)
             if found is None:
                 if reminder.fire_at > self.now:  # past ones are never created
-                    new_rows.append({
-                        "idempotency_key": key, "kind": "reminder", "unit": reminder.unit,
-                        "occurrence_uids": [reminder.uid], "offset": reminder.offset.text,
-                        "fire_at": reminder.fire_at, "state": "pending", "attempts": 0,
-                        "next_attempt_at": reminder.fire_at, "payload": {},
-                        "created_at": self.now})
+                    new_rows.append(new_row(
+                        key, "reminder", fire_at=reminder.fire_at, created_at=self.now,
+                        unit=reminder.unit, uids=[reminder.uid], offset=reminder.offset.text))
                 continue
             row_id, state, fire_at = found
             revived = state == "cancelled" and reminder.fire_at > self.now  # planned again
@@ -205,10 +191,7 @@ class _Apply:
                         fire_at=reminder.fire_at, next_attempt_at=reminder.fire_at,
                         state="pending", attempts=0, last_error=None))
                 self.result.reminders_moved += 1
-        for start in range(0, len(new_rows), 2000):
-            chunk = new_rows[start:start + 2000]
-            result = self.session.execute(_insert_new(self.session, chunk))
-            self.result.reminders_added += int(getattr(result, "rowcount", 0) or 0)
+        self.result.reminders_added = insert_new(self.session, new_rows)
         stale = [row_id for key, (row_id, state, _) in existing.items()
                  if key not in wanted and state in _OPEN_STATES]
         for start in range(0, len(stale), 500):

@@ -28,7 +28,7 @@ from notifications.planning import PlannedReminder, count_reminders, plan_remind
 from notifications.transport import TransportError
 from scheduler.agenda import agenda_json, agenda_text, json_lines, reminder_record, reminders_text
 from scheduler.clock import Clock, SystemClock, today
-from scheduler.database import is_current, open_engine, upgrade
+from scheduler.database import connect, is_current, upgrade
 from scheduler.dates import DateTextError, parse_date
 from scheduler.expand import Window, expand_loaded, working_calendar
 from scheduler.models import OUTBOX_STATES, OutboxRow
@@ -213,15 +213,7 @@ def reminders(ctx: Context, config_dir: Path | None, unit: str | None, start: st
 
 def _store(ctx: Context) -> Engine:
     """The configured database, or a one-line runtime failure."""
-    url = ctx.settings.effective_database_url
-    try:
-        engine = open_engine(url)
-        with engine.connect():
-            pass
-    except SQLAlchemyError as exc:
-        raise RuntimeFailure(f"cannot open the database: {exc.__class__.__name__}: "
-                             f"{str(exc).splitlines()[0]}") from None
-    return engine
+    return connect(ctx.settings.effective_database_url)
 
 
 @cli.group()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.errors import ConfigError, RuntimeFailure, UserError
@@ -30,16 +30,22 @@ from config.settings import Settings
 from notifications.digest import queue_digests
 from notifications.mail_url import open_transport
 from notifications.messages import MessageFactory
-from notifications.outbox import next_due, release_expired, release_owned, skip_missed
+from notifications.outbox import (
+    insert_new,
+    new_row,
+    next_due,
+    release_expired,
+    release_owned,
+    skip_missed,
+)
 from notifications.planning import plan_reminders
 from notifications.transport import Transport
 from scheduler import sd_notify
 from scheduler.apply import ApplyResult, apply_revision, record_rejected
 from scheduler.clock import Clock
-from scheduler.database import is_current, open_engine, session_factory, transaction, upgrade
+from scheduler.database import connect, is_current, session_factory, transaction, upgrade
 from scheduler.dispatcher import Dispatcher, DispatchReport
 from scheduler.expand import Window, expand_loaded, working_calendar
-from scheduler.models import OutboxRow
 
 log = logging.getLogger("mocd.daemon")
 SAFETY_INTERVAL = timedelta(seconds=60)
@@ -91,7 +97,7 @@ class Daemon:
     # -- start -----------------------------------------------------------------
 
     def open_store(self) -> sessionmaker[Session]:
-        engine = open_engine(self.settings.effective_database_url)
+        engine = connect(self.settings.effective_database_url)
         if engine.dialect.name == "sqlite":
             upgrade(engine)  # SQLite belongs to this instance: migrate it ourselves
         elif not is_current(engine):
@@ -137,16 +143,10 @@ class Daemon:
         record_rejected(self.factory, revision=revision, errors="\n".join(lines), now=now)
         if not self.settings.mail.admin:
             return
-        key = f"config_error:{revision}"
-        with transaction(self.factory) as session:
-            if session.scalar(select(OutboxRow.id).where(OutboxRow.idempotency_key == key)):
-                return  # the same errors were reported already
-            session.execute(insert(OutboxRow), [{
-                "idempotency_key": key, "kind": "config_error", "unit": None,
-                "occurrence_uids": [], "offset": None, "fire_at": now, "state": "pending",
-                "attempts": 0, "next_attempt_at": now,
-                "payload": {"errors": lines, "config_dir": str(self.config_dir)},
-                "created_at": now}])
+        with transaction(self.factory) as session:  # the same errors are reported once
+            insert_new(session, [new_row(
+                f"config_error:{revision}", "config_error", fire_at=now, created_at=now,
+                payload={"errors": lines, "config_dir": str(self.config_dir)})])
 
     def housekeeping(self) -> None:
         """Daily: re-apply (anniversaries enter the window as days pass), recover leases of

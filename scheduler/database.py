@@ -17,9 +17,10 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.errors import UserError
+from config.errors import RuntimeFailure, UserError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -51,6 +52,18 @@ def open_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     raise UserError(f"database_url: unsupported database '{parsed.get_backend_name()}' "
                     "(use sqlite:///… or postgresql+psycopg://…)")
+
+
+def connect(url: str) -> Engine:
+    """An engine whose database answers, or a one-line RuntimeFailure (exit 3)."""
+    try:
+        engine = open_engine(url)
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        raise RuntimeFailure(f"cannot open the database: {exc.__class__.__name__}: "
+                             f"{str(exc).splitlines()[0]}") from None
+    return engine
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

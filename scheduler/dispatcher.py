@@ -224,15 +224,12 @@ class Dispatcher:
                 delivery = await self.transport.send(message)
             except (TransientError, PermanentError) as exc:
                 failure = exc
-        try:
-            if failure is not None:
-                raise failure
-        except TransientError as exc:
-            attempts = max(r.attempts for r in group.rows)
-            line = FailureLine(to, subject, exc.reply, attempts, False, group.rows[0].unit,
+        attempts = max(r.attempts for r in group.rows)
+        if isinstance(failure, TransientError):
+            line = FailureLine(to, subject, failure.reply, attempts, False, group.rows[0].unit,
                                self.now())
             state = await asyncio.to_thread(
-                mark_retry, self.factory, group.ids, now=self.now(), error=exc.reply,
+                mark_retry, self.factory, group.ids, now=self.now(), error=failure.reply,
                 attempts=attempts, max_attempts=self.settings.mail.max_attempts,
                 report=self._report(group, line))
             if state == "failed":
@@ -240,16 +237,17 @@ class Dispatcher:
                 report.failures.append(line)
             else:
                 report.retried += len(group.rows)
-            log.warning("transient failure for %s: %s (%s)", group.rows[0].unit, exc.reply, state)
+            log.warning("transient failure for %s: %s (%s)", group.rows[0].unit, failure.reply,
+                        state)
             return
-        except PermanentError as exc:
-            line = FailureLine(to, subject, exc.reply, max(r.attempts for r in group.rows), True,
-                               group.rows[0].unit, self.now())
+        if failure is not None:  # permanent
+            line = FailureLine(to, subject, failure.reply, attempts, True, group.rows[0].unit,
+                               self.now())
             await asyncio.to_thread(mark_failed, self.factory, group.ids, now=self.now(),
-                                    error=exc.reply, report=self._report(group, line))
+                                    error=failure.reply, report=self._report(group, line))
             report.failed += len(group.rows)
             report.failures.append(line)
-            log.error("permanent failure for %s: %s", group.rows[0].unit, exc.reply)
+            log.error("permanent failure for %s: %s", group.rows[0].unit, failure.reply)
             return
         message_id = str(message["Message-ID"])
         refused = [FailureLine(address, subject, reply, 1, True, group.rows[0].unit, self.now())
