@@ -122,3 +122,35 @@ class OutboxRow(Base):
         Index("ix_outbox_due", "state", "next_attempt_at"),
         Index("ix_outbox_occurrence_unit", "unit", "kind"),
     )
+
+
+class FeedState(Base):
+    """What a feed last looked like when served: its ETag and a ``Last-Modified`` that only
+    ever moves forward (Apple Calendar revalidates by date alone, so a date that went back
+    would make it keep a stale copy). Keyed by :attr:`calendars.feed_types.FeedKey.name`."""
+
+    __tablename__ = "feed_state"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    etag: Mapped[str] = mapped_column(String(100))
+    last_modified: Mapped[datetime]
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime]
+
+
+class FeedToken(Base):
+    """A feed token's generation per (scope, subject); no token is stored.
+
+    A token is derived as HMAC(secret, scope, subject, generation) with the secret kept in
+    ``state_dir`` (or given by the ``secret_key`` setting when several instances share the
+    database), so a copy of the database alone reveals no feed URL. Rotating a token bumps
+    the generation, which invalidates the old one. Scopes: ``unit``, ``campaign``, ``admin``.
+    """
+
+    __tablename__ = "feed_tokens"
+
+    scope: Mapped[str] = mapped_column(String(20), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    rotated_at: Mapped[datetime | None]
