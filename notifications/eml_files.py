@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.policy
 import hashlib
 import os
 import re
 import tempfile
-from email.message import EmailMessage
 from pathlib import Path
 
-from notifications.smtp import message_recipients
-from notifications.transport import Delivery, TransientError
+from notifications.mime import OutgoingMessage
+from notifications.transport import Delivery, PermanentError, TransientError
 
 __all__ = ["EmlFileTransport", "eml_file_name"]
 
@@ -32,41 +30,19 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _READABLE_MAX = 80
 
 
-def eml_file_name(message: EmailMessage) -> str:
-    """``{readable Message-ID}-{16 hex}.eml``; without a Message-ID, named by the content."""
-    message_id = str(message.get("Message-ID") or "").strip()
+def eml_file_name(message: OutgoingMessage) -> str:
+    """``{readable Message-ID}-{16 hex}.eml``; without a Message-ID, named by the content
+    (:func:`notifications.mime.from_email` makes the same content the same bytes)."""
+    message_id = message.message_id.strip()
     if message_id:
         readable = _UNSAFE.sub("_", message_id.strip("<>")).strip("._-")[:_READABLE_MAX]
         key = message_id.encode("utf-8", "surrogateescape")
     else:
         readable = "no-message-id"
-        key = _content_key(message)
+        key = message.data
     digest = hashlib.sha256(key).hexdigest()[:16]
     readable = readable.rstrip("._-")
     return f"{readable}-{digest}.eml" if readable else f"{digest}.eml"
-
-
-def _content_key(message: EmailMessage) -> bytes:
-    """Headers and decoded contents of every part, without the random MIME boundaries."""
-    digest = hashlib.sha256()
-    for part in message.walk():
-        for name, value in part.items():
-            if part.is_multipart() and name.lower() == "content-type":
-                value = part.get_content_type()
-            digest.update(f"{name}: {value}\n".encode("utf-8", "surrogateescape"))
-        if not part.is_multipart():
-            payload = part.get_payload(decode=True)
-            digest.update(payload if isinstance(payload, bytes) else b"")
-        digest.update(b"\0")
-    return digest.digest()
-
-
-def _bytes(message: EmailMessage) -> bytes:
-    """CRLF as on the wire, non-ASCII headers RFC 2047-encoded; Bcc kept (this is the record)."""
-    try:
-        return message.as_bytes(policy=email.policy.SMTP)
-    except UnicodeEncodeError:  # a header that cannot be encoded (a non-ASCII Message-ID)
-        return message.as_bytes(policy=email.policy.SMTPUTF8)
 
 
 class EmlFileTransport:
@@ -80,10 +56,11 @@ class EmlFileTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
 
-    async def send(self, message: EmailMessage) -> Delivery:
-        """Write ``message``; the reply is the file's path, every To/Cc/Bcc address accepted."""
-        recipients = message_recipients(message)
-        data = _bytes(message)
+    async def send(self, message: OutgoingMessage) -> Delivery:
+        """Write ``message``; the reply is the file's path, every recipient accepted."""
+        if not message.recipients:
+            raise PermanentError("the message has no recipient")
+        data = message.data
         path = self.directory / eml_file_name(message)
         if path.parent != self.directory:  # cannot happen: the name has no separator
             raise AssertionError(f"unsafe .eml name {path.name!r}")
@@ -92,7 +69,7 @@ class EmlFileTransport:
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise TransientError(f"cannot write {path}: {reason}") from exc
-        return Delivery(reply=str(path), accepted=recipients)
+        return Delivery(reply=str(path), accepted=message.recipients)
 
     async def close(self) -> None:
         """Nothing to close: every send is complete on disk when it returns."""

@@ -1,8 +1,9 @@
 """The emails mocd sends (SPEC §5): reminders, change and cancellation notices, the weekly
 digest, and the reports to ``mail.admin``.
 
-Pure functions of their inputs: data in, :class:`email.message.EmailMessage` out; the only
-I/O is reading templates. The outbox stores what these return and the transports send it.
+Pure functions of their inputs: data in, :class:`notifications.mime.OutgoingMessage` (the
+envelope and the exact bytes) out; the only I/O is reading templates. The dispatcher sends
+what these return through a transport.
 
 Every message is ``multipart/alternative`` (text/plain, then text/html, UTF-8); reminders,
 notices and digests wrap it in ``multipart/mixed`` with an ``.ics`` attachment. Headers:
@@ -30,8 +31,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from email.errors import HeaderParseError
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +51,7 @@ from markupsafe import Markup, escape
 from calendars.ics_attachment import clean_text, is_web_url, occurrences_ics, one_line
 from config.errors import UserError
 from config.settings import Settings
+from notifications.mime import Attachment, OutgoingMessage, base64_lines, compose
 from scheduler.occurrences import Occurrence
 from scheduler.vietnamese import (
     en_long_date,
@@ -216,8 +218,8 @@ def _nl2br(value: object) -> Markup:
 # came out as "…hạn(gần nhất …)", "Sở Nội vụ" as "SởNội vụ". Non-ASCII subjects and display
 # names are therefore encoded here: the whole text as base64 encoded-words split only at
 # character boundaries, every space inside a word, one word per line (whitespace between
-# adjacent encoded-words is not displayed, RFC 2047 §6.2). Lines stay under 78 octets, so no
-# policy refolds them (``set_raw`` values are emitted as they are unless a line is too long).
+# adjacent encoded-words is not displayed, RFC 2047 §6.2). Lines stay under 78 octets.
+# mocd writes its headers itself (notifications.mime): no policy refolds them.
 
 _EW_BYTES = 39  # 39 bytes → 52 base64 chars → a 64-char word: "Subject: " + word < 78
 
@@ -252,13 +254,24 @@ def _needs_encoding(text: str) -> bool:
     return not text.isascii() or "=?" in text  # "=?" could be decoded as an encoded-word
 
 
-def _set_text_header(msg: EmailMessage, name: str, text: str) -> None:
-    """An unstructured header (Subject) from one-line text."""
+def text_header(name: str, text: str) -> str:
+    """An unstructured header's value (Subject) from one-line text, folded under 78 octets:
+    plain ASCII folded at spaces, anything else as encoded-words, one per line."""
     text = one_line(text)
-    if _needs_encoding(text):
-        msg.set_raw(name, "\n ".join(encoded_words(text)))
-    else:
-        msg[name] = text
+    if not _needs_encoding(text):
+        lines: list[str] = []
+        line = ""
+        room = 78 - len(name) - 2
+        for word in text.split(" "):
+            if line and len(line) + 1 + len(word) > room:
+                lines.append(line)
+                line, room = word, 77
+            else:
+                line = f"{line} {word}" if line else word
+        lines.append(line)
+        if all(len(item) <= 77 for item in lines):
+            return "\n ".join(lines)
+    return "\n ".join(encoded_words(text))
 
 
 _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")  # atoms: no quoting needed
@@ -275,16 +288,17 @@ def _address_text(a: Address) -> str:
     return "\n ".join(encoded_words(name)) + f"\n <{a.addr_spec}>"
 
 
-def _set_address_header(msg: EmailMessage, name: str, addresses: Sequence[Address]) -> None:
-    """An address header, one address per line. Display names that are not plain ASCII words
-    are encoded-words: CPython 3.11 folds both non-ASCII names and long quoted strings
-    wrongly."""
-    msg.set_raw(name, ",\n ".join(_address_text(a) for a in addresses))
+def address_header(addresses: Sequence[Address]) -> str:
+    """An address header's value, one address per line. Display names that are not plain
+    ASCII words are encoded-words (CPython 3.11 folds both non-ASCII names and long quoted
+    strings wrongly, so nothing here is left to its folder)."""
+    return ",\n ".join(_address_text(a) for a in addresses)
 
 
 _NAME_ADDR = re.compile(r"(.*?)\s*<([^<>]*)>")
 
 
+@lru_cache(maxsize=4096)
 def _address(text: str) -> Address:
     """``a@x`` or ``Name <a@x>`` (the name quoted or not, commas allowed: "Văn phòng UBND
     huyện Ba Tơ, tỉnh Quảng Ngãi <…>" is what admins write) as one Address. Anything else
@@ -310,14 +324,17 @@ def _address(text: str) -> Address:
         raise ValueError(f"invalid email address {text!r}: {exc}") from None
 
 
-def _unit_addresses(name: str, emails: Iterable[str]) -> list[Address]:
+@lru_cache(maxsize=4096)
+def _unit_header(name: str, emails: tuple[str, ...]) -> str:
+    """The To header of a unit: each address under the unit's name (cached: a unit gets
+    many emails, and validating an address with the email package is not cheap)."""
     display = one_line(name)
     result = []
     for email in emails:
         address = _address(email)
         result.append(Address(display_name=display or address.display_name,
                               addr_spec=address.addr_spec))
-    return result
+    return address_header(result)
 
 
 # --- the factory -----------------------------------------------------------------------------
@@ -337,7 +354,7 @@ class MessageFactory:
                  anniversaries: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.names = dict(names)
-        self._ics_cache: dict[tuple[object, ...], bytes] = {}
+        self._ics_cache: dict[tuple[object, ...], Attachment] = {}
         self.anniversaries = dict(anniversaries or {})
         self.tz = settings.tz
         self.public_url = settings.public_url.rstrip("/")
@@ -373,7 +390,7 @@ class MessageFactory:
     # --- public API ---------------------------------------------------------------------
 
     def reminder(self, recipient: Recipient, items: Sequence[ReminderItem], *, key: str,
-                 now: datetime, sequence: Mapping[str, int] | None = None) -> EmailMessage:
+                 now: datetime, sequence: Mapping[str, int] | None = None) -> OutgoingMessage:
         """One email for every reminder of one unit firing at the same time."""
         if not items:
             raise ValueError("a reminder needs at least one item")
@@ -391,7 +408,7 @@ class MessageFactory:
     def change_notice(self, recipient: Recipient, occurrence: Occurrence, old_first: date,
                       old_due: date | None, *, key: str, now: datetime,
                       old_start_at: datetime | None = None,
-                      sequence: int | None = None) -> EmailMessage:
+                      sequence: int | None = None) -> OutgoingMessage:
         """The date of an occurrence changed: old → new (the due day for deadlines).
 
         ``old_start_at`` (naive local) shows a changed time of a timed event.
@@ -417,7 +434,7 @@ class MessageFactory:
                            sequence=None if sequence is None else {o.uid: sequence})
 
     def cancellation_notice(self, recipient: Recipient, occurrence: Occurrence, *, key: str,
-                            now: datetime, sequence: int | None = None) -> EmailMessage:
+                            now: datetime, sequence: int | None = None) -> OutgoingMessage:
         """The occurrence was cancelled or removed; its .ics carries ``STATUS:CANCELLED``."""
         language = recipient.language
         o = replace(occurrence, cancelled=True)
@@ -430,7 +447,7 @@ class MessageFactory:
 
     def digest(self, recipient: Recipient, occurrences: Sequence[Occurrence], *,
                horizon_days: int, key: str, now: datetime,
-               sequence: Mapping[str, int] | None = None) -> EmailMessage:
+               sequence: Mapping[str, int] | None = None) -> OutgoingMessage:
         """The weekly agenda: ``occurrences`` (chosen by the caller) of the next
         ``horizon_days`` days, today included."""
         language = recipient.language
@@ -452,12 +469,14 @@ class MessageFactory:
                            ics=ordered or None, sequence=sequence)
 
     def delivery_failure_report(self, admin_address: str, failures: Sequence[FailureLine], *,
-                                key: str, now: datetime) -> EmailMessage:
-        """To ``mail.admin``: messages that failed (or keep failing)."""
+                                key: str, now: datetime,
+                                subject: str | None = None) -> OutgoingMessage:
+        """To ``mail.admin``: messages that failed (or keep failing). ``subject`` replaces
+        the usual one (``mocd send-test``)."""
         language = self.settings.language
         n = len(failures)
-        subject = (f"[mocd] {n} thư không gửi được" if language == "vi"
-                   else f"[mocd] {_plural(n, 'message')} could not be delivered")
+        subject = subject or (f"[mocd] {n} thư không gửi được" if language == "vi"
+                              else f"[mocd] {_plural(n, 'message')} could not be delivered")
         lines = [{"to": one_line(f.to), "subject": one_line(f.subject),
                   "reply": clean_text(f.reply).strip(), "attempts": f.attempts,
                   "permanent": f.permanent, "unit": self._name(f.unit) if f.unit else None,
@@ -466,7 +485,7 @@ class MessageFactory:
                            {"failures": lines}, key=key, now=now)
 
     def config_error_report(self, admin_address: str, errors: Sequence[str], *,
-                            config_dir: Path | str, key: str, now: datetime) -> EmailMessage:
+                            config_dir: Path | str, key: str, now: datetime) -> OutgoingMessage:
         """To ``mail.admin``: the new config was rejected; the last good one keeps running."""
         language = self.settings.language
         n = len(errors)
@@ -556,7 +575,7 @@ class MessageFactory:
     def _build(self, template: str, recipient: Recipient, subject: str,
                context: Mapping[str, Any], *, key: str, now: datetime,
                ics: Sequence[Occurrence] | None = None,
-               sequence: Mapping[str, int] | None = None) -> EmailMessage:
+               sequence: Mapping[str, int] | None = None) -> OutgoingMessage:
         language = recipient.language
         local_now = self._local(now)
         subject = one_line(subject)
@@ -572,31 +591,32 @@ class MessageFactory:
         text = self.env.get_template(f"{language}/{template}.txt.j2").render(full)
         html = self.env.get_template(f"{language}/{template}.html.j2").render(full)
 
-        msg = EmailMessage()
-        _set_address_header(msg, "From", [_address(one_line(self.settings.mail.sender))])
-        _set_address_header(msg, "To", _unit_addresses(recipient.name, recipient.emails))
-        if recipient.cc:
-            _set_address_header(msg, "Cc", [_address(a) for a in recipient.cc])
-        _set_text_header(msg, "Subject", subject)
-        msg["Date"] = format_datetime(local_now)
-        msg["Message-ID"] = message_id(key, self.settings.uid_domain)
-        msg["Auto-Submitted"] = "auto-generated"
-        msg["X-Auto-Response-Suppress"] = "All"
-        msg.set_content(text, subtype="plain", charset="utf-8")
-        msg.add_alternative(html, subtype="html", charset="utf-8")
-        if ics:
-            data = self._ics(tuple(ics), language, local_now, sequence)
-            # base64 (the default for bytes) keeps the CRLF line ends of RFC 5545 intact.
-            msg.add_attachment(data, maintype="text", subtype="calendar",
-                               filename=ICS_FILENAME,
-                               params={"method": "PUBLISH", "charset": "utf-8"})
-        # Last: set_content() and make_mixed() move Content-* headers into the parts.
-        msg["Content-Language"] = language
-        return msg
+        sender = _address(one_line(self.settings.mail.sender))
+        to = _unit_header(recipient.name, tuple(recipient.emails))
+        headers = [("From", address_header([sender])), ("To", to)]
+        cc = [_address(a) for a in recipient.cc]
+        if cc:
+            headers.append(("Cc", address_header(cc)))
+        mid = message_id(key, self.settings.uid_domain)
+        headers += [
+            ("Subject", text_header("Subject", subject)),
+            ("Date", format_datetime(local_now)),
+            ("Message-ID", mid),
+            ("Auto-Submitted", "auto-generated"),
+            ("X-Auto-Response-Suppress", "All"),
+            ("Content-Language", language),
+        ]
+        attachment = (self._ics(tuple(ics), language, local_now, sequence) if ics else None)
+        data = compose(headers, text, html, attachment, key=key)
+        recipients = tuple(dict.fromkeys(
+            [_address(e).addr_spec for e in recipient.emails] + [a.addr_spec for a in cc]))
+        return OutgoingMessage(sender.addr_spec, recipients, data, mid, subject)
 
     def _ics(self, occurrences: tuple[Occurrence, ...], language: str, now: datetime,
-             sequence: Mapping[str, int] | None) -> bytes:
-        """The attachment, cached: the units of one milestone get the same bytes.
+             sequence: Mapping[str, int] | None) -> Attachment:
+        """The attachment, cached (rendered and base64-encoded once): the units of one
+        milestone get the same bytes. METHOD:PUBLISH, and base64 keeps the CRLF line ends of
+        RFC 5545 intact.
 
         DTSTAMP is the minute the message is built, so all reminders of one
         dispatch round share one rendering (icalendar is ~40 % of building a message).
@@ -608,9 +628,12 @@ class MessageFactory:
         if cached is None:
             if len(self._ics_cache) >= 512:
                 self._ics_cache.clear()
-            cached = occurrences_ics(list(occurrences), tz=self.tz,
-                                     uid_domain=self.settings.uid_domain, language=language,
-                                     stamp=stamp, sequence=sequence, names=self.names,
-                                     anniversaries=self.anniversaries)
+            data = occurrences_ics(list(occurrences), tz=self.tz,
+                                   uid_domain=self.settings.uid_domain, language=language,
+                                   stamp=stamp, sequence=sequence, names=self.names,
+                                   anniversaries=self.anniversaries)
+            cached = Attachment(
+                f'text/calendar; charset="utf-8"; method=PUBLISH; name="{ICS_FILENAME}"',
+                ICS_FILENAME, base64_lines(data))
             self._ics_cache[key] = cached
         return cached

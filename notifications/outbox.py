@@ -64,16 +64,85 @@ def claim_due(factory: sessionmaker[Session], *, now: datetime, owner: str,
                         r.offset, r.fire_at, r.attempts, dict(r.payload)) for r in rows]
 
 
+@dataclass(frozen=True)
+class Sent:
+    """Delivered: the server's reply; ``reports`` (recipients refused while others
+    accepted) are queued for mail.admin in the same transaction."""
+
+    ids: tuple[int, ...]
+    reply: str
+    message_id: str
+    reports: tuple[dict[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A transient failure: back to ``pending`` after a backoff, or ``failed`` once
+    ``attempts`` reached ``max_attempts`` (then ``report``, if any, is queued)."""
+
+    ids: tuple[int, ...]
+    error: str
+    attempts: int
+    max_attempts: int
+    report: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A permanent failure: ``failed`` at once, ``report`` (if any) queued."""
+
+    ids: tuple[int, ...]
+    error: str
+    report: dict[str, object] | None = None
+
+
+Outcome = Sent | Retry | Failed
+
+
+def record(factory: sessionmaker[Session], outcomes: Sequence[Outcome], *,
+           now: datetime) -> list[str]:
+    """Record what happened to sent messages, all in one transaction; returns each
+    outcome's new state.
+
+    One transaction for many outcomes is what lets the dispatcher keep up with the SMTP
+    server (a commit per message cost more CPU than sending it); a failure and its report
+    are in the same transaction, so a crash cannot lose the report. Sent rows are updated
+    by primary key in one executemany.
+    """
+    states: list[str] = []
+    sent: list[dict[str, object]] = []
+    with transaction(factory) as session:
+        for outcome in outcomes:
+            if isinstance(outcome, Sent):
+                sent.extend({"id": i, "state": "sent", "sent_at": now,
+                             "smtp_reply": outcome.reply, "message_id": outcome.message_id,
+                             "lease_until": None, "lease_owner": None, "last_error": None}
+                            for i in outcome.ids)
+                for i, report in enumerate(outcome.reports):
+                    _queue_report(session, f"refused:{min(outcome.ids)}:{i}", now, report)
+                states.append("sent")
+                continue
+            if isinstance(outcome, Retry):
+                state = "failed" if outcome.attempts >= outcome.max_attempts else "pending"
+                values: dict[str, object] = {"next_attempt_at": now + backoff(outcome.attempts)}
+            else:
+                state, values = "failed", {}
+            session.execute(update(OutboxRow).where(OutboxRow.id.in_(outcome.ids)).values(
+                state=state, last_error=outcome.error, lease_until=None, lease_owner=None,
+                **values))
+            if state == "failed" and outcome.report is not None:
+                _queue_report(session, f"failure:{min(outcome.ids)}", now, outcome.report)
+            states.append(state)
+        if sent:
+            session.execute(update(OutboxRow), sent)  # ORM bulk UPDATE by primary key
+    return states
+
+
 def mark_sent(factory: sessionmaker[Session], ids: Sequence[int], *, now: datetime,
               reply: str, message_id: str,
               reports: Sequence[dict[str, object]] = ()) -> None:
-    """Sent; ``reports`` (recipients refused while others accepted) queued for mail.admin."""
-    with transaction(factory) as session:
-        session.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(
-            state="sent", sent_at=now, smtp_reply=reply, message_id=message_id,
-            lease_until=None, lease_owner=None, last_error=None))
-        for i, report in enumerate(reports):
-            _queue_report(session, f"refused:{min(ids)}:{i}", now, report)
+    """:func:`record` of one :class:`Sent`."""
+    record(factory, [Sent(tuple(ids), reply, message_id, tuple(reports))], now=now)
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
@@ -90,32 +159,9 @@ def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
 def mark_retry(factory: sessionmaker[Session], ids: Sequence[int], *, now: datetime,
                error: str, attempts: int, max_attempts: int,
                report: dict[str, object] | None = None) -> str:
-    """A transient failure: back to ``pending`` later, or ``failed`` after max_attempts
-    (then ``report``, if given, is queued for mail.admin in the same transaction).
-
-    Returns the new state.
-    """
-    state = "failed" if attempts >= max_attempts else "pending"
-    with transaction(factory) as session:
-        session.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(
-            state=state, last_error=error, lease_until=None, lease_owner=None,
-            next_attempt_at=now + backoff(attempts)))
-        if state == "failed" and report is not None:
-            _queue_report(session, f"failure:{min(ids)}", now, report)
-    return state
-
-
-def mark_failed(factory: sessionmaker[Session], ids: Sequence[int], *, now: datetime,
-                error: str, report: dict[str, object] | None = None) -> None:
-    """A permanent failure: ``failed`` at once, and ``report`` queued for mail.admin.
-
-    One transaction for both: a crash right after cannot lose the report.
-    """
-    with transaction(factory) as session:
-        session.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(
-            state="failed", last_error=error, lease_until=None, lease_owner=None))
-        if report is not None:
-            _queue_report(session, f"failure:{min(ids)}", now, report)
+    """:func:`record` of one :class:`Retry`; returns the new state."""
+    return record(factory, [Retry(tuple(ids), error, attempts, max_attempts, report)],
+                  now=now)[0]
 
 
 def new_row(key: str, kind: str, *, fire_at: datetime, created_at: datetime,

@@ -37,17 +37,8 @@ it is reported as a ``TransientError`` and a retry may deliver a duplicate
 from __future__ import annotations
 
 import asyncio
-import copy
-import email.policy
-import io
-import re
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from email.generator import BytesGenerator
-from email.headerregistry import AddressHeader
-from email.message import EmailMessage, Message
-from email.utils import getaddresses
 from types import TracebackType
 
 from aiosmtplib import (
@@ -65,72 +56,10 @@ from aiosmtplib import (
 )
 
 from notifications.mail_url import MailServer
+from notifications.mime import OutgoingMessage, check_address
 from notifications.transport import Delivery, PermanentError, TransientError
 
-__all__ = [
-    "RateLimiter",
-    "SmtpTransport",
-    "message_recipients",
-    "message_sender",
-]
-
-# What cannot appear in a mailbox on an SMTP command line (outside a quoted local part).
-_UNSAFE_ADDRESS = re.compile(r'[\s<>"]')
-_QUOTED_LOCAL_PART = re.compile(r'^"(?:[^"\\\r\n]|\\.)*"')
-
-
-# --- envelope ------------------------------------------------------------------------------
-
-
-def _addresses(message: Message, names: tuple[str, ...]) -> list[str]:
-    found: list[str] = []
-    for name in names:
-        for value in message.get_all(name, []):
-            if isinstance(value, AddressHeader):  # email.policy.default messages
-                found.extend(address.addr_spec for address in value.addresses)
-            else:  # compat32 messages: plain strings
-                found.extend(addr for _, addr in getaddresses([str(value)]))
-    return [address for address in found if address and address != "<>"]
-
-
-def _check_address(address: str, role: str) -> str:
-    unquoted = _QUOTED_LOCAL_PART.sub("", address, count=1)
-    if _UNSAFE_ADDRESS.search(unquoted) or any(ord(ch) < 32 for ch in address):
-        raise PermanentError(f"malformed {role} address {address!r}")
-    return address
-
-
-def message_recipients(message: Message) -> tuple[str, ...]:
-    """The envelope recipients: every address of To, Cc and Bcc, once each, in order.
-
-    Raises :class:`PermanentError` when there is none or one cannot be sent.
-    """
-    recipients = tuple(dict.fromkeys(_addresses(message, ("To", "Cc", "Bcc"))))
-    if not recipients:
-        raise PermanentError("the message has no To, Cc or Bcc address")
-    return tuple(_check_address(address, "recipient") for address in recipients)
-
-
-def message_sender(message: Message) -> str:
-    """The envelope sender (``MAIL FROM``): the ``Sender`` header, else the first ``From``."""
-    found = _addresses(message, ("Sender",)) or _addresses(message, ("From",))
-    if not found:
-        raise PermanentError("the message has no From address")
-    return _check_address(found[0], "sender")
-
-
-def _flatten(message: EmailMessage, *, utf8: bool, eight_bit: bool) -> bytes:
-    """The message as sent: CRLF line ends, no Bcc header, 7-bit unless the server takes 8."""
-    outgoing = copy.copy(message)  # __delitem__ rebinds the header list: `message` is intact
-    del outgoing["Bcc"]
-    del outgoing["Resent-Bcc"]
-    policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
-    if not eight_bit:
-        policy = policy.clone(cte_type="7bit")
-    with io.BytesIO() as buffer:
-        BytesGenerator(buffer, policy=policy).flatten(outgoing)
-        return buffer.getvalue()
-
+__all__ = ["RateLimiter", "SmtpTransport"]
 
 def _listing(replies: Mapping[str, str]) -> str:
     return "; ".join(f"{address}: {reply}" for address, reply in replies.items())
@@ -208,12 +137,6 @@ class _StaleConnection(Exception):
     """A reused connection turned out to be closed by the server: reconnect and try again."""
 
 
-@dataclass(frozen=True)
-class _Envelope:
-    sender: str
-    recipients: tuple[str, ...]
-
-
 class SmtpTransport:
     """The :class:`notifications.transport.Transport` for ``mail.url`` (see the module doc).
 
@@ -263,16 +186,20 @@ class SmtpTransport:
         host = f"[{self.server.host}]" if ":" in self.server.host else self.server.host
         return f"{host}:{self.server.port}"
 
-    async def send(self, message: EmailMessage) -> Delivery:
-        """Deliver ``message`` to its To/Cc/Bcc addresses (Bcc is not transmitted)."""
+    async def send(self, message: OutgoingMessage) -> Delivery:
+        """Deliver ``message`` to its envelope recipients."""
         if self._closed:
             raise TransientError("the SMTP transport is closed")
-        envelope = _Envelope(message_sender(message), message_recipients(message))
+        check_address(message.sender, "sender")
+        if not message.recipients:
+            raise PermanentError("the message has no recipient")
+        for address in message.recipients:
+            check_address(address, "recipient")
         async with self._slots:
             client = self._idle.pop() if self._idle else self._new_client()
             keep = False
             try:
-                delivery = await self._send_on(client, envelope, message)
+                delivery = await self._send_on(client, message)
                 keep = True
                 return delivery
             except (PermanentError, TransientError):
@@ -315,18 +242,18 @@ class SmtpTransport:
             tls_context=self._tls_context,
         )
 
-    async def _send_on(self, client: SMTP, envelope: _Envelope, message: EmailMessage) -> Delivery:
+    async def _send_on(self, client: SMTP, message: OutgoingMessage) -> Delivery:
         reused = client.is_connected
         if not reused:
             await self._connect(client)
         # After connecting, so that connection set-up does not blur the spacing the server sees.
         await self._limiter.wait()
         try:
-            return await self._transaction(client, envelope, message, reused=reused)
+            return await self._transaction(client, message, reused=reused)
         except _StaleConnection:
             client.close()
             await self._connect(client)
-            return await self._transaction(client, envelope, message, reused=False)
+            return await self._transaction(client, message, reused=False)
 
     async def _connect(self, client: SMTP) -> None:
         """Connect, STARTTLS, AUTH and EHLO; every failure here is a TransientError."""
@@ -360,35 +287,27 @@ class SmtpTransport:
             raise TransientError(f"{exc} ({self._where})") from exc
 
     async def _transaction(
-        self, client: SMTP, envelope: _Envelope, message: EmailMessage, *, reused: bool
+        self, client: SMTP, message: OutgoingMessage, *, reused: bool
     ) -> Delivery:
-        """MAIL, RCPT…, DATA on a connected client; classified errors (see the module doc)."""
+        """MAIL, RCPT…, DATA on a connected client; classified errors (see the module doc).
+
+        The data is 7-bit (see :mod:`notifications.mime`): no 8BITMIME needed."""
         try:
-            smtputf8 = client.supports_extension("smtputf8")
-            eight_bit = client.supports_extension("8bitmime")
-            utf8 = not (envelope.sender + "".join(envelope.recipients)).isascii()
-            if utf8 and not smtputf8:
+            utf8 = message.smtputf8
+            if utf8 and not client.supports_extension("smtputf8"):
                 raise PermanentError(
-                    f"{self._where} does not offer SMTPUTF8, needed for a non-ASCII address")
-            try:
-                data = _flatten(message, utf8=utf8, eight_bit=eight_bit)
-            except UnicodeEncodeError:  # a header RFC 2047 cannot carry (a non-ASCII Message-ID)
-                if not smtputf8:
-                    raise PermanentError(
-                        f"a header needs SMTPUTF8, which {self._where} does not offer") from None
-                utf8 = True
-                data = _flatten(message, utf8=True, eight_bit=eight_bit)
+                    f"{self._where} does not offer SMTPUTF8, needed for a non-ASCII address "
+                    "or header")
+            data = message.data
             options = []
             if client.supports_extension("size"):
                 options.append(f"SIZE={len(data)}")
-            if eight_bit:
-                options.append("BODY=8BITMIME")
             if utf8:
                 options.append("SMTPUTF8")
             encoding = "utf-8" if utf8 else "ascii"
 
             try:
-                await client.mail(envelope.sender, options=options, encoding=encoding)
+                await client.mail(message.sender, options=options, encoding=encoding)
             except (SMTPServerDisconnected, SMTPSenderRefused) as exc:
                 # The first command on a kept connection tells whether the server still
                 # wants it: closed while idle, or "421 idle too long".
@@ -400,7 +319,7 @@ class SmtpTransport:
             accepted: list[str] = []
             refused: dict[str, str] = {}
             deferred: dict[str, str] = {}
-            for address in envelope.recipients:
+            for address in message.recipients:
                 try:
                     await client.rcpt(address, encoding=encoding)
                 except SMTPRecipientRefused as exc:

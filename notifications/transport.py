@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from notifications.mime import OutgoingMessage
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,8 @@ class PermanentError(TransportError):
 
 
 class Transport(Protocol):
-    async def send(self, message: EmailMessage) -> Delivery:
-        """Deliver ``message`` to its To/Cc recipients, or raise a TransportError."""
+    async def send(self, message: OutgoingMessage) -> Delivery:
+        """Deliver ``message`` to its envelope recipients, or raise a TransportError."""
         ...
 
     async def close(self) -> None:

@@ -301,10 +301,10 @@ def send_test(ctx: Context, address: str) -> None:
         message = factory.delivery_failure_report(
             address, [FailureLine(address, "mocd send-test", "this is a test, nothing failed",
                                   1, False, None, now)],
-            key=f"send-test:{address}:{now.isoformat()}", now=now)
+            key=f"send-test:{address}:{now.isoformat()}", now=now,
+            subject="[mocd] test message")
     except ValueError as exc:
         raise UserError(f"'{address}' is not a usable email address: {exc}") from None
-    message.replace_header("Subject", "[mocd] test message")
 
     async def deliver() -> str:
         transport = open_transport(settings.mail, settings.state_dir / "outbox")

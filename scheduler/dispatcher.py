@@ -12,22 +12,24 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from notifications.messages import FailureLine, MessageFactory, Recipient, ReminderItem
+from notifications.mime import OutgoingMessage
 from notifications.outbox import (
     Claimed,
+    Failed,
+    Outcome,
+    Retry,
+    Sent,
     claim_due,
-    mark_failed,
-    mark_retry,
-    mark_sent,
+    record,
     release_expired,
 )
 from notifications.transport import PermanentError, TransientError, Transport
@@ -85,6 +87,47 @@ def group_rows_for_admin(groups: list[_Group]) -> list[_Group]:
     return [*others, _Group(tuple(reports))] if reports else others
 
 
+class _Recorder:
+    """Group commit of outcomes: those that arrive while a write is running go together in
+    the next one. The first caller that finds no write running writes (in a worker thread)
+    until nothing is left; the others wait for their own outcome to be durable."""
+
+    def __init__(self, factory: sessionmaker[Session], now: Callable[[], datetime]) -> None:
+        self.factory = factory
+        self.now = now
+        self._pending: list[tuple[Outcome, asyncio.Future[str]]] = []
+        self._writing = False
+        self.writes = 0
+
+    async def record(self, outcome: Outcome) -> str:
+        """The outcome's new state, once it is committed."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, future))
+        if not self._writing:
+            self._writing = True
+            try:
+                while self._pending:
+                    batch, self._pending = self._pending, []
+                    try:
+                        states = await asyncio.to_thread(
+                            record, self.factory, [o for o, _ in batch], now=self.now())
+                    except BaseException as exc:  # the database failed, or we are cancelled
+                        for _, waiting in batch:
+                            if not waiting.done():
+                                waiting.set_exception(exc)
+                        raise
+                    for (_, waiting), state in zip(batch, states, strict=True):
+                        waiting.set_result(state)
+                    self.writes += 1
+            finally:
+                self._writing = False
+                for _, waiting in self._pending:  # only left when the writer failed
+                    if not waiting.done():
+                        waiting.set_exception(RuntimeError("the outcome writer stopped"))
+                self._pending = []
+        return await future
+
+
 class Dispatcher:
     def __init__(self, factory: sessionmaker[Session], transport: Transport,
                  messages: MessageFactory, settings: Settings, clock: Clock, owner: str,
@@ -98,6 +141,7 @@ class Dispatcher:
         self.batch = batch
         self.lease = lease
         self.claiming = True  # cleared on SIGTERM: finish in-flight sends, claim nothing new
+        self.recorder = _Recorder(factory, self.now)
 
     def now(self) -> datetime:
         return self.clock.now(self.settings.tz).astimezone(UTC)
@@ -144,7 +188,7 @@ class Dispatcher:
                          "en" if language == "en" else "vi")
 
     def _build(self, group: _Group, occurrences: dict[str, Occurrence],
-               units: dict[str, Unit]) -> EmailMessage:
+               units: dict[str, Unit]) -> OutgoingMessage:
         first = group.rows[0]
         now = self.now()
         if first.kind == "delivery_failure":
@@ -206,56 +250,54 @@ class Dispatcher:
     async def _send_group(self, group: _Group, occurrences: dict[str, Occurrence],
                           units: dict[str, Unit], report: DispatchReport,
                           limit: asyncio.Semaphore) -> None:
-        """Build and send inside a concurrency slot; record the outcome after leaving it,
-        so the next message goes out while this one's row is written."""
-        unit = units.get(group.rows[0].unit or "")
-        to = ", ".join(unit.emails) if unit else self.settings.mail.admin
-        subject = ""
-        failure: TransientError | PermanentError | None = None
+        """Build, send and record inside a concurrency slot: at any moment at most
+        ``mail.concurrency`` messages are sent but not yet recorded, which bounds the
+        duplicates a crash can cause. Outcomes are written in groups (see :class:`_Recorder`),
+        so a slot waits for a shared commit, not for one of its own."""
         async with limit:
             if not self.claiming:  # stopping: leave it claimed; the stop releases it
                 return
+            await self._send_and_record(group, occurrences, units, report)
+
+    async def _send_and_record(self, group: _Group, occurrences: dict[str, Occurrence],
+                               units: dict[str, Unit], report: DispatchReport) -> None:
+        unit = units.get(group.rows[0].unit or "")
+        to = ", ".join(unit.emails) if unit else self.settings.mail.admin
+        subject = ""
+        try:
             try:
-                try:
-                    message = self._build(group, occurrences, units)
-                except ValueError as exc:  # e.g. an address the email package rejects
-                    raise PermanentError(f"cannot build the message: {exc}") from None
-                subject = str(message["Subject"] or "")
-                delivery = await self.transport.send(message)
-            except (TransientError, PermanentError) as exc:
-                failure = exc
-        attempts = max(r.attempts for r in group.rows)
-        if isinstance(failure, TransientError):
-            line = FailureLine(to, subject, failure.reply, attempts, False, group.rows[0].unit,
-                               self.now())
-            state = await asyncio.to_thread(
-                mark_retry, self.factory, group.ids, now=self.now(), error=failure.reply,
-                attempts=attempts, max_attempts=self.settings.mail.max_attempts,
-                report=self._report(group, line))
+                message = self._build(group, occurrences, units)
+            except ValueError as exc:  # e.g. an address the email package rejects
+                raise PermanentError(f"cannot build the message: {exc}") from None
+            subject = message.subject
+            delivery = await self.transport.send(message)
+        except (TransientError, PermanentError) as failure:
+            attempts = max(r.attempts for r in group.rows)
+            permanent = isinstance(failure, PermanentError)
+            line = FailureLine(to, subject, failure.reply, attempts, permanent,
+                               group.rows[0].unit, self.now())
+            ids = tuple(group.ids)
+            outcome: Outcome = (
+                Failed(ids, failure.reply, self._report(group, line)) if permanent
+                else Retry(ids, failure.reply, attempts, self.settings.mail.max_attempts,
+                           self._report(group, line)))
+            state = await self.recorder.record(outcome)
             if state == "failed":
                 report.failed += len(group.rows)
                 report.failures.append(line)
             else:
                 report.retried += len(group.rows)
-            log.warning("transient failure for %s: %s (%s)", group.rows[0].unit, failure.reply,
-                        state)
+            if permanent:
+                log.error("permanent failure for %s: %s", group.rows[0].unit, failure.reply)
+            else:
+                log.warning("transient failure for %s: %s (%s)", group.rows[0].unit,
+                            failure.reply, state)
             return
-        if failure is not None:  # permanent
-            line = FailureLine(to, subject, failure.reply, attempts, True, group.rows[0].unit,
-                               self.now())
-            await asyncio.to_thread(mark_failed, self.factory, group.ids, now=self.now(),
-                                    error=failure.reply, report=self._report(group, line))
-            report.failed += len(group.rows)
-            report.failures.append(line)
-            log.error("permanent failure for %s: %s", group.rows[0].unit, failure.reply)
-            return
-        message_id = str(message["Message-ID"])
         refused = [FailureLine(address, subject, reply, 1, True, group.rows[0].unit, self.now())
                    for address, reply in delivery.refused.items()]
-        await asyncio.to_thread(mark_sent, self.factory, group.ids, now=self.now(),
-                                reply=delivery.reply, message_id=message_id,
-                                reports=[r for line in refused
-                                         if (r := self._report(group, line)) is not None])
+        await self.recorder.record(Sent(
+            tuple(group.ids), delivery.reply, message.message_id,
+            tuple(r for line in refused if (r := self._report(group, line)) is not None)))
         report.sent += len(group.rows)
         report.messages += 1
         report.failures.extend(refused)

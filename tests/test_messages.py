@@ -30,7 +30,9 @@ from notifications.messages import (
     ReminderItem,
     encoded_words,
     message_id,
+    text_header,
 )
+from notifications.mime import OutgoingMessage
 from scheduler.dates import Span
 from scheduler.occurrences import Occurrence
 from tests.engine import UNITS, load, occurrences
@@ -89,18 +91,19 @@ DAN_TOC = Recipient("phong-dan-toc-ba-to", "Phòng Dân tộc huyện Ba Tơ",
 DAN_TOC_EN = replace(DAN_TOC, language="en")
 
 
-def parse(msg: EmailMessage) -> EmailMessage:
-    parsed = BytesParser(policy=policy.default).parsebytes(msg.as_bytes())
+def parse(msg: OutgoingMessage) -> EmailMessage:
+    parsed = BytesParser(policy=policy.default).parsebytes(msg.data)
     assert isinstance(parsed, EmailMessage)
     return parsed
 
 
 def plain(msg: EmailMessage) -> str:
+    """The text part, with LF line ends (it travels in canonical form, CRLF)."""
     part = msg.get_body(("plain",))
     assert part is not None
     text = part.get_content()
     assert isinstance(text, str)
-    return text
+    return text.replace("\r\n", "\n")
 
 
 def html(msg: EmailMessage) -> str:
@@ -108,7 +111,7 @@ def html(msg: EmailMessage) -> str:
     assert part is not None
     text = part.get_content()
     assert isinstance(text, str)
-    return text
+    return text.replace("\r\n", "\n")
 
 
 def ics_bytes(msg: EmailMessage) -> bytes:
@@ -177,11 +180,43 @@ def test_reminder_structure(factory: MessageFactory, occ: dict[str, Occurrence])
 def test_smtp_serialisation_is_crlf_with_short_header_lines(
         factory: MessageFactory, occ: dict[str, Occurrence]) -> None:
     raw = factory.reminder(DAN_TOC, [ReminderItem(occ[DAI_HOI], "7d", 24)], key="k",
-                           now=NOW).as_bytes(policy=policy.SMTP)
+                           now=NOW).data
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert b"\n" not in head.replace(b"\r\n", b"")
     assert all(len(line) <= 78 for line in head.split(b"\r\n"))
     assert head.isascii()
+
+
+def test_wire_bytes_are_7bit_crlf_and_the_same_for_the_same_key(
+        factory: MessageFactory, occ: dict[str, Occurrence]) -> None:
+    """mocd writes its messages itself (notifications.mime): 7-bit, so any server takes them
+    unchanged; CRLF everywhere; boundaries from the key, so a re-send is the same bytes."""
+    cc = replace(DAN_TOC, cc=("Lãnh đạo <lanhdao@bato.example.vn>",))
+    items = [ReminderItem(occ[HO_SO], "3d", 3), ReminderItem(occ[DAI_HOI], "7d", 24)]
+    first = factory.reminder(cc, items, key="k", now=NOW)
+    again = factory.reminder(cc, items, key="k", now=NOW)
+    other = factory.reminder(cc, items, key="k2", now=NOW)
+    assert first.data == again.data != other.data
+    assert first.data.isascii()
+    assert b"\n" not in first.data.replace(b"\r\n", b"")
+    assert max(len(line) for line in first.data.split(b"\r\n")) <= 78
+    assert first.sender == "mocd@bato.example.vn"
+    assert first.recipients == ("dantoc@bato.example.vn", "lanhdao@bato.example.vn")
+    parsed = parse(first)
+    assert parsed.defects == []
+    assert all(part.defects == [] for part in parsed.walk())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz()[]:-.,0123456789", min_size=1,
+                        max_size=90), min_size=1, max_size=12))
+def test_ascii_subjects_fold_at_spaces_and_unfold_to_the_text(words: list[str]) -> None:
+    text = " ".join(words)
+    value = text_header("Subject", text)
+    lines = f"Subject: {value}".split("\n")
+    assert all(len(line) <= 78 for line in lines)
+    assert str(make_header(decode_header(value.replace("\n ", " ")))) == text or \
+        value.replace("\n", "") == text
 
 
 def test_date_header_is_local_time_whatever_zone_now_is_in(
@@ -203,8 +238,9 @@ def test_message_id_is_stable_per_key(factory: MessageFactory,
     first = factory.reminder(DAN_TOC, items, key="reminder:a", now=NOW)
     again = factory.reminder(DAN_TOC, items, key="reminder:a", now=NOW + timedelta(hours=5))
     other = factory.reminder(DAN_TOC, items, key="reminder:b", now=NOW)
-    assert first["Message-ID"] == again["Message-ID"] == message_id("reminder:a", "mocd.local")
-    assert first["Message-ID"] != other["Message-ID"]
+    assert first.message_id == again.message_id == message_id("reminder:a", "mocd.local")
+    assert first.message_id != other.message_id
+    assert parse(first)["Message-ID"] == first.message_id
     assert message_id("reminder:a", "mocd.local") == (
         "<" + __import__("hashlib").sha256(b"reminder:a").hexdigest()[:32] + "@mocd.local>")
 
@@ -300,8 +336,8 @@ def test_long_vietnamese_subject_keeps_every_space(factory: MessageFactory,
     msg = factory.reminder(DAN_TOC, [ReminderItem(o, "3d", 3)], key="k", now=NOW)
     expected = f"[Nhắc hạn] Còn 3 ngày: {o.title} (30/5/2024)"
     assert parse(msg)["Subject"] == expected
-    assert msg["Subject"] == expected
-    raw_subject = msg.as_bytes().split(b"\nSubject: ", 1)[1].split(b"\nDate:", 1)[0]
+    assert msg.subject == expected
+    raw_subject = msg.data.split(b"\nSubject: ", 1)[1].split(b"\nDate:", 1)[0]
     assert str(make_header(decode_header(raw_subject.decode()))) == expected
 
 
@@ -315,7 +351,7 @@ def test_long_unit_name_is_encoded_whole(example: tuple[dict[str, Occurrence], d
     factory = MessageFactory(make_settings(), names)
     recipient = Recipient("hd", name, ("hdtdkt@backan.example.vn",), "vi")
     raw = factory.reminder(recipient, [ReminderItem(occ[HO_SO], "3d", 3)], key="k",
-                           now=NOW).as_bytes()
+                           now=NOW).data
     to = raw.split(b"\nTo: ", 1)[1].split(b"\nSubject:", 1)[0].decode()
     display, addr = to.rsplit("<", 1)
     assert addr.strip() == "hdtdkt@backan.example.vn>"
@@ -346,10 +382,10 @@ def test_sender_with_an_unquoted_comma(example: tuple[dict[str, Occurrence], dic
     sender = "Văn phòng HĐND và UBND huyện Ba Tơ, tỉnh Quảng Ngãi <mocd@bato.example.vn>"
     factory = MessageFactory(make_settings(mail={"sender": sender}), names)
     raw = factory.reminder(DAN_TOC, [ReminderItem(occ[HO_SO], "3d", 3)], key="k",
-                           now=NOW).as_bytes()
+                           now=NOW).data
     head = raw.split(b"\nTo:", 1)[0].removeprefix(b"From: ").decode()
     display, addr = head.rsplit("<", 1)
-    assert addr == "mocd@bato.example.vn>"
+    assert addr.strip() == "mocd@bato.example.vn>"
     assert str(make_header(decode_header(display.strip()))) == sender.split(" <")[0]
 
 
@@ -471,7 +507,7 @@ def hostile(title: str, **extra: str) -> Occurrence:
 def test_header_injection_through_a_title_is_impossible(factory: MessageFactory) -> None:
     o = hostile("Gửi hồ sơ\r\nBcc: evil@x.example\r\n\r\nbody", location="A\r\nX-Evil: 1")
     msg = factory.reminder(DAN_TOC, [ReminderItem(o, "3d", 3)], key="k", now=NOW)
-    raw = msg.as_bytes()
+    raw = msg.data
     parsed = parse(msg)
     assert parsed["Bcc"] is None
     assert parsed["X-Evil"] is None
@@ -480,7 +516,7 @@ def test_header_injection_through_a_title_is_impossible(factory: MessageFactory)
                                "(30/5/2024)"
     assert [k.lower() for k in parsed] == [
         "from", "to", "subject", "date", "message-id", "auto-submitted",
-        "x-auto-response-suppress", "mime-version", "content-type", "content-language"]
+        "x-auto-response-suppress", "content-language", "mime-version", "content-type"]
 
 
 def test_header_injection_through_a_unit_name_is_impossible(

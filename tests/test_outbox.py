@@ -13,11 +13,15 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifications.outbox import (
+    Failed,
+    Retry,
+    Sent,
     claim_due,
     counts,
     mark_retry,
     mark_sent,
     next_due,
+    record,
     release_expired,
     release_owned,
     skip_missed,
@@ -106,6 +110,32 @@ def test_sent_rows_keep_the_server_reply(factory) -> None:
         assert row is not None
         assert (row.state, row.smtp_reply, row.lease_until) == (
             "sent", "250 2.0.0 Ok: queued as ABC", None)
+
+
+def test_many_outcomes_are_recorded_in_one_transaction(factory) -> None:
+    """The dispatcher's group commit: sent rows (each with its own reply and Message-ID),
+    a retry, a last retry that fails with its report, a permanent failure with its report."""
+    add_rows(factory, 6)
+    claimed = sorted(claim_due(factory, now=T0, owner="a"), key=lambda c: c.id)
+    ids = [c.id for c in claimed]
+    report = {"to": "x@y", "subject": "s", "reply": "550 no", "attempts": 1,
+              "permanent": True, "unit": "unit-4", "at": None}
+    new_states = record(factory, [
+        Sent((ids[0],), "250 Ok: A", "<a@mocd.local>"),
+        Sent((ids[1], ids[2]), "250 Ok: B", "<b@mocd.local>"),
+        Retry((ids[3],), "451 later", attempts=1, max_attempts=8),
+        Retry((ids[4],), "451 again", attempts=8, max_attempts=8, report=report),
+        Failed((ids[5],), "550 no such user", report=report),
+    ], now=T0)
+    assert new_states == ["sent", "sent", "pending", "failed", "failed"]
+    with factory() as session:
+        rows = {r.id: r for r in session.scalars(select(OutboxRow))}
+    assert [(rows[i].state, rows[i].message_id, rows[i].smtp_reply) for i in ids[:3]] == [
+        ("sent", "<a@mocd.local>", "250 Ok: A"), ("sent", "<b@mocd.local>", "250 Ok: B"),
+        ("sent", "<b@mocd.local>", "250 Ok: B")]
+    assert all(rows[i].lease_until is None and rows[i].sent_at == T0 for i in ids[:3])
+    assert rows[ids[3]].next_attempt_at > T0
+    assert [r.kind for r in rows.values()].count("delivery_failure") == 2
 
 
 def test_transient_failures_back_off_then_fail_after_max_attempts(factory) -> None:

@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
@@ -36,6 +36,7 @@ from config.errors import UserError
 from config.settings import MailSettings
 from notifications.eml_files import EmlFileTransport
 from notifications.mail_url import MailServer, open_transport, parse_mail_url
+from notifications.mime import OutgoingMessage, from_email
 from notifications.smtp import RateLimiter, SmtpTransport
 from notifications.transport import Delivery, PermanentError, TransientError
 from tests.smtp_server import LocalController
@@ -54,8 +55,20 @@ def reminder(
     bcc: tuple[str, ...] = (),
     message_id: str | None = "<3f2a9c0d@mocd.local>",
     subject: str = SUBJECT,
+) -> OutgoingMessage:
+    """A reminder shaped like mocd's (plain + HTML alternatives and an .ics attachment),
+    built with the email package and made ready for the wire by ``from_email``."""
+    return from_email(reminder_email(*to, cc=cc, bcc=bcc, message_id=message_id,
+                                     subject=subject))
+
+
+def reminder_email(
+    *to: str,
+    cc: tuple[str, ...] = (),
+    bcc: tuple[str, ...] = (),
+    message_id: str | None = "<3f2a9c0d@mocd.local>",
+    subject: str = SUBJECT,
 ) -> EmailMessage:
-    """A reminder shaped like mocd's: plain + HTML alternatives and an .ics attachment."""
     message = EmailMessage()
     message["From"] = "mocd <mocd@bato.gov.vn>"
     message["To"] = ", ".join(to or ("Văn phòng <vanphong@bato.gov.vn>",))
@@ -502,14 +515,17 @@ def test_a_server_that_never_greets_is_transient() -> None:
 
 
 def test_a_message_without_recipients_is_permanent_before_any_connection() -> None:
-    message = reminder()
-    del message["To"]
+    email_message = reminder_email()
+    del email_message["To"]
+    with pytest.raises(PermanentError, match="no To, Cc or Bcc"):
+        from_email(email_message)
+    message = replace(reminder(), recipients=())
 
     async def scenario() -> None:
         async with transport(MailServer(LOCALHOST, free_port(), "none")) as smtp:
             await smtp.send(message)
 
-    with pytest.raises(PermanentError, match="no To, Cc or Bcc"):
+    with pytest.raises(PermanentError, match="no recipient"):
         run(scenario())
 
 
@@ -786,8 +802,7 @@ def test_eml_outbox_path_taken_by_a_file_is_transient(tmp_path: Path) -> None:
 
 
 def test_eml_message_without_recipients_is_permanent(tmp_path: Path) -> None:
-    message = reminder()
-    del message["To"]
+    message = replace(reminder(), recipients=())
     with pytest.raises(PermanentError):
         run(EmlFileTransport(tmp_path).send(message))
 
