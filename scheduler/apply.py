@@ -18,7 +18,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import (
+    Column,
+    MetaData,
+    String,
+    Table,
+    and_,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.loader import MilestoneConfig
@@ -26,12 +39,17 @@ from config.settings import Settings
 from notifications.outbox import insert_new, new_row
 from notifications.planning import PlannedReminder
 from scheduler.database import transaction
-from scheduler.models import ConfigRevision, OutboxRow, StoredOccurrence, Unit
+from scheduler.models import ConfigRevision, OutboxRow, StoredOccurrence, Unit, UTCDateTime
 from scheduler.occurrences import Occurrence, fingerprint, to_record
 
 NOTICE_HORIZON = timedelta(days=90)
 _ADVISORY_LOCK_KEY = 0x6D6F6364  # "mocd"
 _OPEN_STATES = ("pending", "failed")  # reminder rows a reload may still change
+# The reminders a revision plans, for set-based re-planning (per connection, dropped after).
+_PLANNED = Table("mocd_planned", MetaData(),
+                 Column("key", String(700), primary_key=True),
+                 Column("fire_at", UTCDateTime, nullable=False),
+                 prefixes=["TEMPORARY"])
 
 
 @dataclass
@@ -163,42 +181,46 @@ class _Apply:
                             {"occurrence": record})
 
     def reminders(self, planned: Sequence[PlannedReminder]) -> None:
-        # Only rows a reload may still change are loaded; sent (and other final) rows
-        # are protected by the unique key: inserts skip keys that exist already.
-        rows = self.session.execute(
-            select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.state, OutboxRow.fire_at)
-            .where(OutboxRow.kind == "reminder",
-                   OutboxRow.state.in_((*_OPEN_STATES, "cancelled")))
-        ).all()
-        existing = {key: (row_id, state, fire_at) for row_id, key, state, fire_at in rows}
-        wanted: set[str] = set()
+        """Re-plan the outbox with set-based statements against a temporary table of the
+        planned reminders: the outbox (a million rows after a few years) is never loaded.
+
+        New (occurrence, unit, offset) keys are inserted (``ON CONFLICT DO NOTHING``: sent
+        and other final rows are protected by the unique key); open rows whose time moved,
+        and cancelled rows planned again, are re-armed; open rows no longer planned are
+        cancelled.
+        """
+        session = self.session
+        connection = session.connection()
+        connection.execute(text(f"DROP TABLE IF EXISTS {_PLANNED.name}"))
+        _PLANNED.create(connection)
+        wanted: dict[str, dict[str, object]] = {}
         new_rows = []
         for reminder in planned:
             key = _reminder_key(reminder.uid, reminder.unit, reminder.offset.text)
-            wanted.add(key)
-            found = existing.get(key)
-            if found is None:
-                if reminder.fire_at > self.now:  # past ones are never created
-                    new_rows.append(new_row(
-                        key, "reminder", fire_at=reminder.fire_at, created_at=self.now,
-                        unit=reminder.unit, uids=[reminder.uid], offset=reminder.offset.text))
-                continue
-            row_id, state, fire_at = found
-            revived = state == "cancelled" and reminder.fire_at > self.now  # planned again
-            if revived or (state in _OPEN_STATES and fire_at != reminder.fire_at):
-                self.session.execute(
-                    update(OutboxRow).where(OutboxRow.id == row_id).values(
-                        fire_at=reminder.fire_at, next_attempt_at=reminder.fire_at,
-                        state="pending", attempts=0, last_error=None))
-                self.result.reminders_moved += 1
-        self.result.reminders_added = insert_new(self.session, new_rows)
-        stale = [row_id for key, (row_id, state, _) in existing.items()
-                 if key not in wanted and state in _OPEN_STATES]
-        for start in range(0, len(stale), 500):
-            self.session.execute(
-                update(OutboxRow).where(OutboxRow.id.in_(stale[start:start + 500])).values(
-                    state="cancelled", last_error="no longer planned by the config"))
-        self.result.reminders_cancelled = len(stale)
+            wanted[key] = {"key": key, "fire_at": reminder.fire_at}
+            if reminder.fire_at > self.now:  # past ones are never created
+                new_rows.append(new_row(
+                    key, "reminder", fire_at=reminder.fire_at, created_at=self.now,
+                    unit=reminder.unit, uids=[reminder.uid], offset=reminder.offset.text))
+        if wanted:
+            connection.execute(insert(_PLANNED), list(wanted.values()))
+        p = _PLANNED.c
+        moved = connection.execute(
+            update(OutboxRow).where(
+                OutboxRow.idempotency_key == p.key, OutboxRow.kind == "reminder",
+                or_(and_(OutboxRow.state.in_(_OPEN_STATES), OutboxRow.fire_at != p.fire_at),
+                    and_(OutboxRow.state == "cancelled", p.fire_at > self.now)))
+            .values(fire_at=p.fire_at, next_attempt_at=p.fire_at, state="pending",
+                    attempts=0, last_error=None))
+        self.result.reminders_moved = moved.rowcount
+        self.result.reminders_added = insert_new(session, new_rows)
+        cancelled = connection.execute(
+            update(OutboxRow).where(
+                OutboxRow.kind == "reminder", OutboxRow.state.in_(_OPEN_STATES),
+                ~exists().where(p.key == OutboxRow.idempotency_key))
+            .values(state="cancelled", last_error="no longer planned by the config"))
+        self.result.reminders_cancelled = cancelled.rowcount
+        _PLANNED.drop(connection)
 
 
 def apply_revision(
