@@ -85,9 +85,10 @@ class ReminderItem:
     """One occurrence in a reminder email.
 
     ``days_left`` counts from the send day to the occurrence's day (due day, or first day);
-    0 is today, negative is overdue. ``confirm_url`` (issue 5) is the signed confirmation
-    link, absolute or relative to ``public_url`` (``/confirm/TOKEN``); without it no link is
-    shown. ``pending`` lists the units (ids) that have not confirmed yet, shown to the lead.
+    0 is today, negative is overdue. ``confirm_url`` is the signed confirmation link,
+    absolute or relative to ``public_url`` (``/confirm/TOKEN``); without it no link is
+    shown. ``pending`` lists the units (ids) that have not confirmed yet, shown to the lead
+    with ``tally``.
     """
 
     occurrence: Occurrence
@@ -95,6 +96,8 @@ class ReminderItem:
     days_left: int
     confirm_url: str | None = None
     pending: tuple[str, ...] = ()
+    confirmed_on: date | None = None  # the recipient confirmed it then (digest items)
+    tally: tuple[int, int] | None = None  # (confirmed, of) the other units, for the lead
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,7 +402,8 @@ class MessageFactory:
         subject = reminder_subject(ordered, language)
         views = [self._item_view(i.occurrence, language, days_left=i.days_left,
                                  offset=i.offset_text, confirm_url=i.confirm_url,
-                                 pending=i.pending) for i in ordered]
+                                 pending=i.pending, confirmed_on=i.confirmed_on,
+                                 tally=i.tally) for i in ordered]
         context = {"items": views, "several": len(views) > 1}
         return self._build(
             "reminder", recipient, subject, context, key=key, now=now,
@@ -447,9 +451,12 @@ class MessageFactory:
 
     def digest(self, recipient: Recipient, occurrences: Sequence[Occurrence], *,
                horizon_days: int, key: str, now: datetime,
-               sequence: Mapping[str, int] | None = None) -> OutgoingMessage:
+               sequence: Mapping[str, int] | None = None,
+               confirm_urls: Mapping[str, str] | None = None,
+               confirmed_on: Mapping[str, date] | None = None) -> OutgoingMessage:
         """The weekly agenda: ``occurrences`` (chosen by the caller) of the next
-        ``horizon_days`` days, today included."""
+        ``horizon_days`` days, today included; by UID, the confirmation links and the days
+        the recipient confirmed (those items are marked done)."""
         language = recipient.language
         first = self._local(now).date()
         last = first + timedelta(days=max(horizon_days, 1) - 1)
@@ -463,7 +470,9 @@ class MessageFactory:
             subject = (f"[Weekly agenda] {_plural(n, 'item')}, {en_date(first)} – "
                        f"{en_date(last)}" if n
                        else f"[Weekly agenda] Nothing from {en_date(first)} to {en_date(last)}")
-        context = {"items": [self._item_view(o, language) for o in ordered],
+        urls, done = confirm_urls or {}, confirmed_on or {}
+        context = {"items": [self._item_view(o, language, confirm_url=urls.get(o.uid),
+                                             confirmed_on=done.get(o.uid)) for o in ordered],
                    "first": first, "last": last}
         return self._build("digest", recipient, subject, context, key=key, now=now,
                            ics=ordered or None, sequence=sequence)
@@ -537,7 +546,8 @@ class MessageFactory:
 
     def _item_view(self, o: Occurrence, language: str, *, days_left: int | None = None,
                    offset: str | None = None, confirm_url: str | None = None,
-                   pending: Sequence[str] = ()) -> dict[str, Any]:
+                   pending: Sequence[str] = (), confirmed_on: date | None = None,
+                   tally: tuple[int, int] | None = None) -> dict[str, Any]:
         """What the templates show of one occurrence (all keys always present)."""
         units = self._names(o.units)
         celebrates = None
@@ -568,8 +578,10 @@ class MessageFactory:
             "celebrates": celebrates,
             "anniversary": o.anniversary,
             "cancelled": o.cancelled,
-            "confirm_url": self._confirm_url(confirm_url),
+            "confirm_url": None if confirmed_on else self._confirm_url(confirm_url),
             "pending": self._names(pending),
+            "confirmed_on": confirmed_on,
+            "tally": tally,
         }
 
     def _build(self, template: str, recipient: Recipient, subject: str,

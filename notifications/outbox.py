@@ -220,11 +220,12 @@ def release_owned(factory: sessionmaker[Session], *, owner: str) -> int:
 
 
 def skip_missed(factory: sessionmaker[Session], *, now: datetime, catch_up: timedelta) -> int:
-    """Reminders missed by more than ``catch_up`` (the daemon was down) become ``skipped``."""
+    """Reminders and overdue notices missed by more than ``catch_up`` (the daemon was down)
+    become ``skipped``."""
     with transaction(factory) as session:
         result = session.execute(
             update(OutboxRow)
-            .where(OutboxRow.state == "pending", OutboxRow.kind == "reminder",
+            .where(OutboxRow.state == "pending", OutboxRow.kind.in_(("reminder", "overdue")),
                    OutboxRow.attempts == 0, OutboxRow.fire_at < now - catch_up)
             .values(state="skipped",
                     last_error=f"missed by more than {catch_up} (the daemon was not running)"))

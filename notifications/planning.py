@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from config.schema import UnitSpec
@@ -17,13 +18,25 @@ from scheduler.occurrences import Occurrence
 from scheduler.offsets import Offset
 from scheduler.working_days import WorkingCalendar
 
+PlannedKind = Literal["reminder", "overdue"]
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedReminder:
+    """One email the plan implies: a reminder before the day, or an overdue notice after a
+    deadline's due day (``kind``); each becomes one outbox row, keyed by all four fields
+    but ``fire_at``."""
+
     uid: str
     unit: str
     offset: Offset
     fire_at: datetime  # aware, in the deployment's zone
+    kind: PlannedKind = "reminder"
+
+    @property
+    def key(self) -> str:
+        """The outbox idempotency key: one email per (kind, occurrence, unit, offset)."""
+        return f"{self.kind}:{self.uid}:{self.unit}:{self.offset.text}"
 
     def sort_key(self) -> tuple[datetime, str, str]:
         return (self.fire_at, self.uid, self.unit)
@@ -70,6 +83,51 @@ def plan_reminders(
         for offset, fire_at in fires
         for unit in recipients
     ]
+    planned.sort(key=PlannedReminder.sort_key)
+    return planned
+
+
+def overdue_time(occurrence: Occurrence, offset: Offset, calendar: WorkingCalendar,
+                 at: time, tz: ZoneInfo) -> datetime | None:
+    """When an overdue notice fires: ``at`` on the due day plus the offset, moved forward
+    to the next working day (``Nwd`` counts working days); None for hour offsets."""
+    if occurrence.due is None or offset.unit == "h":
+        return None
+    if offset.unit == "wd":
+        day = calendar.add_working_days(occurrence.due, offset.amount)
+    else:
+        day = calendar.next_working_day(occurrence.due + timedelta(days=offset.days))
+    return datetime.combine(day, at, tzinfo=tz)
+
+
+def plan_overdue(
+    occurrences: Iterable[Occurrence],
+    units: Mapping[str, UnitSpec],
+    calendar: WorkingCalendar,
+    settings: ReminderSettings,
+    tz: ZoneInfo,
+) -> list[PlannedReminder]:
+    """Overdue notices (``reminders.overdue``) of every deadline, past ones included: to
+    each recipient with email but the lead (who is Cc'd on them and follows up). A unit
+    that confirms completion has its notices cancelled (see notifications.confirmations).
+    """
+    planned: list[PlannedReminder] = []
+    for occurrence in occurrences:
+        if occurrence.cancelled or occurrence.kind != "deadline":
+            continue
+        recipients = [u for u in occurrence.units
+                      if u != occurrence.lead and u in units and units[u].email]
+        seen: set[datetime] = set()
+        for offset in settings.overdue:
+            try:
+                fire_at = overdue_time(occurrence, offset, calendar, settings.time_of_day, tz)
+            except OverflowError:  # after 9999-12-31: nobody will be late by then
+                continue
+            if fire_at is None or fire_at in seen:
+                continue
+            seen.add(fire_at)
+            planned.extend(PlannedReminder(occurrence.uid, unit, offset, fire_at, "overdue")
+                           for unit in recipients)
     planned.sort(key=PlannedReminder.sort_key)
     return planned
 

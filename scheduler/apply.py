@@ -45,6 +45,8 @@ from scheduler.occurrences import Occurrence, fingerprint, to_record
 NOTICE_HORIZON = timedelta(days=90)
 _ADVISORY_LOCK_KEY = 0x6D6F6364  # "mocd"
 _OPEN_STATES = ("pending", "failed")  # reminder rows a reload may still change
+_PLANNED_KINDS = ("reminder", "overdue")  # the outbox rows the plan owns
+NOT_PLANNED = "no longer planned by the config"  # last_error of rows re-planning cancelled
 # The reminders a revision plans, for set-based re-planning (per connection, dropped after).
 _PLANNED = Table("mocd_planned", MetaData(),
                  Column("key", String(700), primary_key=True),
@@ -83,10 +85,6 @@ def _lock(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
     # SQLite: the transaction began with BEGIN IMMEDIATE (scheduler.database): one writer.
-
-
-def _reminder_key(uid: str, unit: str, offset: str) -> str:
-    return f"reminder:{uid}:{unit}:{offset}"
 
 
 class _Apply:
@@ -184,10 +182,12 @@ class _Apply:
         """Re-plan the outbox with set-based statements against a temporary table of the
         planned reminders: the outbox (a million rows after a few years) is never loaded.
 
-        New (occurrence, unit, offset) keys are inserted (``ON CONFLICT DO NOTHING``: sent
-        and other final rows are protected by the unique key); open rows whose time moved,
-        and cancelled rows planned again, are re-armed; open rows no longer planned are
-        cancelled.
+        ``planned`` holds reminders and overdue notices (:attr:`PlannedReminder.kind`).
+        New (kind, occurrence, unit, offset) keys are inserted (``ON CONFLICT DO NOTHING``:
+        sent and other final rows are protected by the unique key); open rows whose time
+        moved, and rows this re-planning cancelled earlier that are planned again, are
+        re-armed (never rows cancelled because the unit confirmed); open rows no longer
+        planned are cancelled.
         """
         session = self.session
         connection = session.connection()
@@ -196,29 +196,30 @@ class _Apply:
         wanted: dict[str, dict[str, object]] = {}
         new_rows = []
         for reminder in planned:
-            key = _reminder_key(reminder.uid, reminder.unit, reminder.offset.text)
+            key = reminder.key
             wanted[key] = {"key": key, "fire_at": reminder.fire_at}
             if reminder.fire_at > self.now:  # past ones are never created
                 new_rows.append(new_row(
-                    key, "reminder", fire_at=reminder.fire_at, created_at=self.now,
+                    key, reminder.kind, fire_at=reminder.fire_at, created_at=self.now,
                     unit=reminder.unit, uids=[reminder.uid], offset=reminder.offset.text))
         if wanted:
             connection.execute(insert(_PLANNED), list(wanted.values()))
         p = _PLANNED.c
         moved = connection.execute(
             update(OutboxRow).where(
-                OutboxRow.idempotency_key == p.key, OutboxRow.kind == "reminder",
+                OutboxRow.idempotency_key == p.key, OutboxRow.kind.in_(_PLANNED_KINDS),
                 or_(and_(OutboxRow.state.in_(_OPEN_STATES), OutboxRow.fire_at != p.fire_at),
-                    and_(OutboxRow.state == "cancelled", p.fire_at > self.now)))
+                    and_(OutboxRow.state == "cancelled", OutboxRow.last_error == NOT_PLANNED,
+                         p.fire_at > self.now)))
             .values(fire_at=p.fire_at, next_attempt_at=p.fire_at, state="pending",
                     attempts=0, last_error=None))
         self.result.reminders_moved = moved.rowcount
         self.result.reminders_added = insert_new(session, new_rows)
         cancelled = connection.execute(
             update(OutboxRow).where(
-                OutboxRow.kind == "reminder", OutboxRow.state.in_(_OPEN_STATES),
+                OutboxRow.kind.in_(_PLANNED_KINDS), OutboxRow.state.in_(_OPEN_STATES),
                 ~exists().where(p.key == OutboxRow.idempotency_key))
-            .values(state="cancelled", last_error="no longer planned by the config"))
+            .values(state="cancelled", last_error=NOT_PLANNED))
         self.result.reminders_cancelled = cancelled.rowcount
         _PLANNED.drop(connection)
 

@@ -216,6 +216,15 @@ def _store(ctx: Context) -> Engine:
     return connect(ctx.settings.effective_database_url)
 
 
+def _current_store(ctx: Context) -> Engine:
+    """The configured database with mocd's tables, or a one-line runtime failure."""
+    engine = _store(ctx)
+    if not is_current(engine):
+        raise RuntimeFailure("the database has no mocd tables yet: run `mocd db upgrade` "
+                             "(or start `mocd run`)")
+    return engine
+
+
 @cli.group()
 def db() -> None:
     """Database maintenance."""
@@ -332,9 +341,7 @@ OUTBOX_FIELDS = ("id", "kind", "unit", "occurrence_uids", "offset", "fire_at", "
 @click.pass_obj
 def outbox(ctx: Context, state: str | None, fmt: str) -> None:
     """List the outbox (every email mocd will send, sent, or gave up on), by fire time."""
-    engine = _store(ctx)
-    if not is_current(engine):
-        raise RuntimeFailure("the database has no mocd tables yet: run `mocd db upgrade`")
+    engine = _current_store(ctx)
     query = select(OutboxRow).order_by(OutboxRow.fire_at, OutboxRow.id)
     if state:
         query = query.where(OutboxRow.state == state)
@@ -356,6 +363,40 @@ def outbox(ctx: Context, state: str | None, fmt: str) -> None:
                 click.echo(f"{'':>8}{row.last_error}")
         if count == 0:
             click.echo("the outbox is empty" + (f" (state {state})" if state else ""))
+
+
+@cli.command()
+@click.argument("campaign")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
+              show_default=True, help="csv: UTF-8 with a BOM, for Excel.")
+@click.pass_obj
+def status(ctx: Context, campaign: str, fmt: str) -> None:
+    """Where CAMPAIGN stands: per deadline, which units confirmed, are pending or overdue,
+    and what became of the last reminder each was sent (from the daemon's database)."""
+    from scheduler.status import (
+        campaign_status,
+        campaigns,
+        status_csv,
+        status_records,
+        status_text,
+    )
+
+    settings = ctx.settings
+    engine = _current_store(ctx)
+    with Session(engine) as session:
+        known = campaigns(session)
+        if campaign not in known:
+            raise UserError(f"unknown campaign '{campaign}'{did_you_mean(campaign, known)}")
+        found = campaign_status(session, campaign,
+                                today=ctx.clock.now(settings.tz).date(),
+                                language=settings.language)
+    if fmt == "json":
+        _emit(json_lines(status_records(found, settings.tz)))
+    elif fmt == "csv":
+        sys.stdout.buffer.write(status_csv(found, settings.tz).encode("utf-8"))
+        sys.stdout.flush()
+    else:
+        _emit(status_text(found, settings.tz, settings.language))
 
 
 def _outbox_record(row: OutboxRow, tz: ZoneInfo) -> dict[str, Any]:

@@ -13,13 +13,14 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
+from notifications.confirmations import confirm_token, confirmed
 from notifications.messages import FailureLine, MessageFactory, Recipient, ReminderItem
 from notifications.mime import OutgoingMessage
 from notifications.outbox import (
@@ -51,6 +52,15 @@ class DispatchReport:
 
 
 @dataclass(frozen=True)
+class _Context:
+    """What a batch of claimed rows needs from the store, loaded once per batch."""
+
+    occurrences: dict[str, Occurrence]
+    units: dict[str, Unit]  # the rows' units and the leads of their occurrences
+    confirmed: dict[str, dict[str, datetime]]  # deadline uid → unit → when it confirmed
+
+
+@dataclass(frozen=True)
 class _Group:
     rows: tuple[Claimed, ...]
 
@@ -68,12 +78,13 @@ class _Group:
 
 
 def group_rows(rows: Sequence[Claimed]) -> list[_Group]:
-    """One email per unit for all its reminders firing at the same moment; others alone."""
-    reminders: dict[tuple[str | None, datetime], list[Claimed]] = defaultdict(list)
+    """One email per unit for all its reminders firing at the same moment (and one for its
+    overdue notices); others alone."""
+    reminders: dict[tuple[str, str | None, datetime], list[Claimed]] = defaultdict(list)
     groups: list[_Group] = []
     for row in rows:
-        if row.kind == "reminder":
-            reminders[(row.unit, row.fire_at)].append(row)
+        if row.kind in ("reminder", "overdue"):
+            reminders[(row.kind, row.unit, row.fire_at)].append(row)
         else:
             groups.append(_Group((row,)))
     groups.extend(_Group(tuple(items)) for items in reminders.values())
@@ -131,7 +142,8 @@ class _Recorder:
 class Dispatcher:
     def __init__(self, factory: sessionmaker[Session], transport: Transport,
                  messages: MessageFactory, settings: Settings, clock: Clock, owner: str,
-                 *, batch: int = 500, lease: timedelta = timedelta(minutes=5)) -> None:
+                 *, batch: int = 500, lease: timedelta = timedelta(minutes=5),
+                 confirm_key: bytes | None = None) -> None:
         self.factory = factory
         self.transport = transport
         self.messages = messages
@@ -140,6 +152,7 @@ class Dispatcher:
         self.owner = owner
         self.batch = batch
         self.lease = lease
+        self.confirm_key = confirm_key  # signs the confirmation links; None: no links
         self.claiming = True  # cleared on SIGTERM: finish in-flight sends, claim nothing new
         self.recorder = _Recorder(factory, self.now)
 
@@ -163,33 +176,57 @@ class Dispatcher:
         return report
 
     async def _send_batch(self, claimed: list[Claimed], report: DispatchReport) -> None:
-        occurrences, units = await asyncio.to_thread(self._context, claimed)
+        context = await asyncio.to_thread(self._context, claimed)
         limit = asyncio.Semaphore(self.settings.mail.concurrency)
 
         async def one(group: _Group) -> None:
-            await self._send_group(group, occurrences, units, report, limit)
+            await self._send_group(group, context, report, limit)
 
         await asyncio.gather(*(one(g) for g in group_rows_for_admin(group_rows(claimed))))
 
-    def _context(self, claimed: Sequence[Claimed]
-                 ) -> tuple[dict[str, Occurrence], dict[str, Unit]]:
+    def _context(self, claimed: Sequence[Claimed]) -> _Context:
         uids = {uid for row in claimed for uid in row.occurrence_uids}
-        unit_ids = {row.unit for row in claimed if row.unit}
         with self.factory() as session:
             stored = session.scalars(select(StoredOccurrence).where(
                 StoredOccurrence.uid.in_(uids)))
             occurrences = {o.uid: from_record(o.data) for o in stored}
+            unit_ids = {row.unit for row in claimed if row.unit}
+            unit_ids |= {o.lead for o in occurrences.values() if o.lead}  # Cc of overdue
             units = {u.id: u for u in session.scalars(select(Unit).where(Unit.id.in_(unit_ids)))}
-        return occurrences, units
+            done = confirmed(session, [u for u, o in occurrences.items() if o.kind == "deadline"])
+        return _Context(occurrences, units, done)
+
+    def _item(self, row: Claimed, occurrence: Occurrence, context: _Context) -> ReminderItem:
+        """One occurrence in a reminder or overdue notice to ``row.unit``: with the signed
+        confirmation link (deadlines), and for the lead the units still pending."""
+        fire_day = row.fire_at.astimezone(self.settings.tz).date()
+        unit = row.unit or ""
+        if occurrence.kind != "deadline":
+            return ReminderItem(occurrence, row.offset or "", (occurrence.day - fire_day).days)
+        done = context.confirmed.get(occurrence.uid, {})
+        pending: tuple[str, ...] = ()
+        tally = None
+        if occurrence.lead == unit:
+            others = [u for u in occurrence.units if u != unit]
+            pending = tuple(u for u in others if u not in done)
+            tally = (len(others) - len(pending), len(others)) if others else None
+        return ReminderItem(occurrence, row.offset or "", (occurrence.day - fire_day).days,
+                            confirm_url=self._confirm_url(occurrence.uid, unit),
+                            pending=pending, tally=tally)
+
+    def _confirm_url(self, uid: str, unit: str) -> str | None:
+        if self.confirm_key is None or not unit:
+            return None
+        return f"/confirm/{confirm_token(self.confirm_key, uid, unit)}"
 
     def _recipient(self, unit: Unit) -> Recipient:
         language = unit.language or self.settings.language
         return Recipient(unit.id, unit.name, tuple(unit.emails),
                          "en" if language == "en" else "vi")
 
-    def _build(self, group: _Group, occurrences: dict[str, Occurrence],
-               units: dict[str, Unit]) -> OutgoingMessage:
+    def _build(self, group: _Group, context: _Context) -> OutgoingMessage:
         first = group.rows[0]
+        occurrences, units = context.occurrences, context.units
         now = self.now()
         if first.kind == "delivery_failure":
             lines: list[FailureLine] = []
@@ -209,24 +246,30 @@ class Dispatcher:
         if unit is None or not unit.emails:
             raise PermanentError(f"unit '{first.unit}' has no email address any more")
         recipient = self._recipient(unit)
-        if first.kind == "reminder":
-            items = []
-            for row in group.rows:
-                occurrence = occurrences.get(row.occurrence_uids[0])
-                if occurrence is None:
-                    continue
-                fire_day = row.fire_at.astimezone(self.settings.tz).date()
-                items.append(ReminderItem(occurrence, row.offset or "",
-                                          (occurrence.day - fire_day).days))
+        if first.kind in ("reminder", "overdue"):
+            items = [self._item(row, occurrence, context) for row in group.rows
+                     if (occurrence := occurrences.get(row.occurrence_uids[0])) is not None]
             if not items:
                 raise PermanentError("the occurrence no longer exists")
+            if first.kind == "overdue":  # the leads follow up: Cc
+                leads = dict.fromkeys(i.occurrence.lead for i in items if i.occurrence.lead)
+                recipient = replace(recipient, cc=tuple(
+                    f"{lead.name} <{address}>" for lead_id in leads
+                    if lead_id != unit.id and (lead := units.get(lead_id or "")) is not None
+                    for address in lead.emails))
             return self.messages.reminder(recipient, items, key=group.key, now=now)
         if first.kind == "digest":
             horizon = first.payload.get("horizon_days")
             found = [occurrences[uid] for uid in first.occurrence_uids if uid in occurrences]
+            done = {uid: at.astimezone(self.settings.tz).date()
+                    for uid, by_unit in context.confirmed.items()
+                    if (at := by_unit.get(unit.id)) is not None}
+            urls = {o.uid: url for o in found if o.kind == "deadline"
+                    if (url := self._confirm_url(o.uid, unit.id)) is not None}
             return self.messages.digest(recipient, found,
                                         horizon_days=horizon if isinstance(horizon, int) else 14,
-                                        key=group.key, now=now)
+                                        key=group.key, now=now, confirm_urls=urls,
+                                        confirmed_on=done)
         if first.kind == "change":
             occurrence = occurrences.get(first.occurrence_uids[0])
             if occurrence is None:
@@ -247,8 +290,7 @@ class Dispatcher:
                                                      now=now)
         raise PermanentError(f"cannot send outbox rows of kind '{first.kind}' yet")
 
-    async def _send_group(self, group: _Group, occurrences: dict[str, Occurrence],
-                          units: dict[str, Unit], report: DispatchReport,
+    async def _send_group(self, group: _Group, context: _Context, report: DispatchReport,
                           limit: asyncio.Semaphore) -> None:
         """Build, send and record inside a concurrency slot: at any moment at most
         ``mail.concurrency`` messages are sent but not yet recorded, which bounds the
@@ -257,16 +299,16 @@ class Dispatcher:
         async with limit:
             if not self.claiming:  # stopping: leave it claimed; the stop releases it
                 return
-            await self._send_and_record(group, occurrences, units, report)
+            await self._send_and_record(group, context, report)
 
-    async def _send_and_record(self, group: _Group, occurrences: dict[str, Occurrence],
-                               units: dict[str, Unit], report: DispatchReport) -> None:
-        unit = units.get(group.rows[0].unit or "")
+    async def _send_and_record(self, group: _Group, context: _Context,
+                               report: DispatchReport) -> None:
+        unit = context.units.get(group.rows[0].unit or "")
         to = ", ".join(unit.emails) if unit else self.settings.mail.admin
         subject = ""
         try:
             try:
-                message = self._build(group, occurrences, units)
+                message = self._build(group, context)
             except ValueError as exc:  # e.g. an address the email package rejects
                 raise PermanentError(f"cannot build the message: {exc}") from None
             subject = message.subject

@@ -154,3 +154,20 @@ class FeedToken(Base):
     generation: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
     rotated_at: Mapped[datetime | None]
+
+
+class Confirmation(Base):
+    """A unit said it has done what an occurrence asks (SPEC §5, the link in its emails).
+
+    One row per (occurrence, unit): confirming again keeps the first time; undoing (within
+    24 h) sets ``undone_at`` and a later confirmation replaces the row's times. ``address``
+    is where the POST came from (the client address the server saw)."""
+
+    __tablename__ = "confirmations"
+
+    occurrence_uid: Mapped[str] = mapped_column(String(500), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(200), primary_key=True)
+    confirmed_at: Mapped[datetime]
+    confirmed_by: Mapped[str | None] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(String(100))
+    undone_at: Mapped[datetime | None]

@@ -30,7 +30,8 @@ def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_outbox_before_upgrade_says_what_to_do(run_cli: RunCli, database: str) -> None:
     code, out, err = run_cli(["outbox"])
     assert (code, out) == (3, "")
-    assert err == "mocd: the database has no mocd tables yet: run `mocd db upgrade`\n"
+    assert err == ("mocd: the database has no mocd tables yet: run `mocd db upgrade` "
+                   "(or start `mocd run`)\n")
 
 
 def test_upgrade_then_list_the_outbox(run_cli: RunCli, database: str) -> None:
