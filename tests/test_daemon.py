@@ -114,8 +114,8 @@ def test_a_due_reminder_is_written_to_the_file_outbox_once(daemon: Daemon) -> No
     # Make the planned reminder due a minute ago (as if 2099 had come).
     due = (datetime.now(UTC) - timedelta(minutes=1)).replace(tzinfo=None).isoformat(" ")
     with sqlite3.connect(daemon.state / "mocd.sqlite3") as db:
-        assert db.execute("UPDATE outbox SET fire_at = ?, next_attempt_at = ?",
-                          (due, due)).rowcount == 1
+        assert db.execute("UPDATE outbox SET fire_at = ?, next_attempt_at = ? "
+                          "WHERE kind = 'reminder'", (due, due)).rowcount == 1
     daemon.notify.messages.clear()
     daemon.start()
     daemon.notify.wait_for("READY=1")
@@ -126,8 +126,8 @@ def test_a_due_reminder_is_written_to_the_file_outbox_once(daemon: Daemon) -> No
     files = list((daemon.state / "outbox").glob("*.eml"))
     assert len(files) == 1
     with sqlite3.connect(daemon.state / "mocd.sqlite3") as db:
-        assert db.execute("SELECT state, smtp_reply FROM outbox").fetchall() == [
-            ("sent", str(files[0]))]
+        assert db.execute("SELECT state, smtp_reply FROM outbox WHERE kind = 'reminder'"
+                          ).fetchall() == [("sent", str(files[0]))]
 
 
 def test_an_invalid_config_on_reload_keeps_the_last_good_one(daemon: Daemon) -> None:
@@ -145,7 +145,8 @@ def test_an_invalid_config_on_reload_keeps_the_last_good_one(daemon: Daemon) -> 
     assert "config error: " in log
     assert "broken.yaml:2:9: units[0].id: 'Sai Id' is not a valid id" in log
     with sqlite3.connect(daemon.state / "mocd.sqlite3") as db:
-        assert db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone() == (
+        assert db.execute("SELECT count(*) FROM outbox WHERE state = 'pending' "
+                          "AND kind = 'reminder'").fetchone() == (
             1,)  # the last good config's reminder is still planned
 
 
