@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config.errors import RuntimeFailure, UserError, did_you_mean
+from config.importer.command import import_command
 from config.loader import MilestoneConfig, read_config
 from config.settings import Settings, load_settings
 from notifications.planning import PlannedReminder, count_reminders, plan_reminders
@@ -404,6 +405,9 @@ def _outbox_record(row: OutboxRow, tz: ZoneInfo) -> dict[str, Any]:
     for name in ("fire_at", "next_attempt_at"):
         record[name] = record[name].astimezone(tz).isoformat()
     return record
+
+
+cli.add_command(import_command)  # mocd import FILE (issue 6)
 
 
 def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
