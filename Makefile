@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck install bench clean
+.PHONY: run test lint typecheck install browser bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/mocd check --config examples
+	@echo "mocd: the feed URLs of the example units (subscribe in Thunderbird, Outlook, Google,"
+	@echo "      Apple Calendar; served by the daemon on 127.0.0.1:8470 once it runs):"
+	$(BIN)/mocd tokens list --config examples
 	@echo "mocd: starting the daemon on examples/ — SQLite in ./var/mocd.sqlite3, emails written"
 	@echo "      as .eml files into ./var/outbox/ (no mail.url set); Ctrl-C stops it."
 	$(BIN)/mocd run --config examples
@@ -26,11 +29,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+# Headless Chromium for tests/test_pages_browser.py (Debian packages; Selenium drives it).
+# Best effort: without root or network the browser tests skip and say so loudly.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver) || \
+	  echo "mocd: could not install chromium/chromium-driver; the browser tests will be SKIPPED"
+
+test: $(STAMP) browser lint typecheck
 	$(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/expand_bench.py
+	$(BIN)/python bench/feeds_render.py
+	$(BIN)/python bench/feeds_http.py  # needs wrk and nginx: apt-get install -y wrk nginx-light
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -60,6 +60,10 @@ SCENARIOS: dict[str, Params] = {
     # units or one group), a handful addressed to everyone.
     "national": Params(units=5000, campaigns=10000, milestones=10, anniversaries=200,
                        audience="narrow"),
+    # Feeds (bench/feeds_render.py): the issue's 5,000 units with ~100 events each in the
+    # feed window (fewer campaigns and anniversaries than `issue`, as wide).
+    "feeds": Params(units=5000, campaigns=10, milestones=10, anniversaries=80,
+                    audience="wide"),
     # Small, for --quick runs and tests of the benchmark itself.
     "quick": Params(units=500, groups=20, campaigns=200, milestones=10, anniversaries=40,
                     audience="narrow"),

@@ -25,16 +25,19 @@ PRODID = "-//mocd//mocd//VI"
 
 # Control characters are not allowed in TEXT values (RFC 5545 §3.3.11) except HTAB; line
 # breaks are kept (escaped as \n by icalendar). Bidi overrides can disguise text: dropped.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Lone surrogates (a YAML "\ud83d" escape) cannot be encoded as UTF-8 at all: dropped.
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _LINE_BREAKS = re.compile(r"\r\n|\r|\u2028|\u2029|\x85")
 
 _LABELS = {
     "vi": {"document": "Văn bản", "lead": "Đơn vị chủ trì", "submit_to": "Gửi về",
            "units": "Đơn vị thực hiện", "window": "Thời gian thực hiện",
-           "celebrates": "Chào mừng", "from": "từ", "to": "đến"},
+           "celebrates": "Chào mừng", "from": "từ", "to": "đến", "campaign": "Thuộc",
+           "more": "đơn vị khác"},
     "en": {"document": "Document", "lead": "Lead", "submit_to": "Submit to",
            "units": "Units", "window": "Window", "celebrates": "Celebrating",
-           "from": "from", "to": "to"},
+           "from": "from", "to": "to", "campaign": "Part of", "more": "more"},
 }
 
 
@@ -72,10 +75,14 @@ def _utc(moment: datetime) -> datetime:
 def event_description(occurrence: Occurrence, language: str,
                       names: Mapping[str, str] | None = None,
                       extra: Sequence[str] = (), *,
-                      anniversaries: Mapping[str, str] | None = None) -> str:
-    """DESCRIPTION: the description, the Decree 111 note, document, window, lead, submit_to,
-    units (by name when ``names`` knows them), the celebrated anniversary (by title when
-    ``anniversaries`` knows it), then ``extra`` lines (e.g. a confirmation link)."""
+                      anniversaries: Mapping[str, str] | None = None,
+                      campaign: str | None = None,
+                      max_units: int | None = None) -> str:
+    """DESCRIPTION: the description, the Decree 111 note, the campaign (``campaign``: its
+    title, when given), document, window, lead, submit_to, units (by name when ``names``
+    knows them; beyond ``max_units`` summarised as "+N more", so that an item sent to
+    thousands of units stays small in every feed), the celebrated anniversary (by title
+    when ``anniversaries`` knows it), then ``extra`` lines (e.g. a confirmation link)."""
     labels = _LABELS["en" if language == "en" else "vi"]
     names = names or {}
 
@@ -89,6 +96,8 @@ def event_description(occurrence: Occurrence, language: str,
     note = o.note(language)
     if note:
         lines.append(note)
+    if campaign and campaign.strip():
+        lines.append(f"{labels['campaign']}: {one_line(campaign)}")
     if o.document.strip():
         lines.append(f"{labels['document']}: {one_line(o.document)}")
     if o.window is not None:
@@ -100,7 +109,11 @@ def event_description(occurrence: Occurrence, language: str,
     if o.submit_to:
         lines.append(f"{labels['submit_to']}: {name(o.submit_to)}")
     if o.units:
-        lines.append(f"{labels['units']}: {', '.join(name(u) for u in o.units)}")
+        shown = o.units if max_units is None else o.units[:max_units]
+        text = ", ".join(name(u) for u in shown)
+        if len(shown) < len(o.units):
+            text += f" (+{len(o.units) - len(shown)} {labels['more']})"
+        lines.append(f"{labels['units']}: {text}")
     if o.celebrates:
         title = (anniversaries or {}).get(o.celebrates) or o.celebrates
         lines.append(f"{labels['celebrates']}: {one_line(title)}")
@@ -175,6 +188,11 @@ def _vtimezone_ical(tzid: str, first_year: int, last_year: int) -> bytes:
     data: bytes = Timezone.from_tzid(
         tzid, first_date=date(first_year, 1, 1), last_date=date(last_year, 1, 1)).to_ical()
     return data
+
+
+def vtimezone_ical(tz: ZoneInfo, first: date, last: date) -> bytes:
+    """The bytes of :func:`vtimezone` (shared, not copied: the feeds concatenate them)."""
+    return _vtimezone_ical(tz.key, first.year, last.year + 1)
 
 
 def vtimezone(tz: ZoneInfo, first: date, last: date) -> Timezone:

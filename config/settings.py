@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -148,6 +156,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8470"
     uid_domain: str = "mocd.local"
     templates_dir: Path | None = None
+    # Empty: {state_dir}/secret.key (created on first use). Set it (the same value) when
+    # several instances share one database, so they derive the same feed tokens.
+    secret_key: SecretStr = SecretStr("")
     http: HttpSettings = HttpSettings()
     mail: MailSettings = MailSettings()
     reminders: ReminderSettings = ReminderSettings()
@@ -161,6 +172,15 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone '{value}'") from None
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_secret(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        if text and len(text.strip()) < 32:
+            raise ValueError("too short: give at least 32 characters "
+                             "(e.g. the output of `openssl rand -hex 32`)")
         return value
 
     @property

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -52,6 +52,11 @@ _PLANNED = Table("mocd_planned", MetaData(),
                  Column("key", String(700), primary_key=True),
                  Column("fire_at", UTCDateTime, nullable=False),
                  prefixes=["TEMPORARY"])
+# ``changed_at`` of the occurrences the first load stores (DTSTAMP/LAST-MODIFIED in feeds).
+# Fixed rather than the moment of that load, so that a freshly applied database and the
+# config alone (``mocd feed`` without a database) give byte-identical feeds. Later inserts
+# and every change record the real time.
+FIRST_LOAD_CHANGED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -134,7 +139,8 @@ class _Apply:
                     uid=occurrence.uid, kind=occurrence.kind, campaign=occurrence.campaign,
                     first_day=occurrence.first, last_day=occurrence.last, due=occurrence.due,
                     cancelled=occurrence.cancelled, removed_at=None, fingerprint=mark,
-                    data=record, sequence=0, changed_at=self.now))
+                    data=record, sequence=0,
+                    changed_at=FIRST_LOAD_CHANGED_AT if first_load else self.now))
                 self.result.inserted += 1
                 continue
             if row.fingerprint == mark and row.removed_at is None:

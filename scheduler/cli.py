@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from config.errors import RuntimeFailure, UserError, did_you_mean
 from config.importer.command import import_command
-from config.loader import MilestoneConfig, read_config
+from config.loader import MilestoneConfig, load_config, read_config
 from config.settings import Settings, load_settings
 from notifications.planning import PlannedReminder, count_reminders, plan_reminders
 from notifications.transport import TransportError
@@ -210,6 +210,79 @@ def reminders(ctx: Context, config_dir: Path | None, unit: str | None, start: st
     else:
         titles = {o.uid: o.title_in(settings.language) for o in plan.occurrences}
         _emit(reminders_text(chosen, titles, settings.language))
+
+
+@cli.command()
+@click.argument("unit", required=False)
+@click.option("--campaign", default=None, metavar="ID", help="The feed of this campaign.")
+@click.option("--all", "everything", is_flag=True, help="The feed of every occurrence.")
+@config_option
+@click.pass_obj
+def feed(ctx: Context, unit: str | None, campaign: str | None, everything: bool,
+         config_dir: Path | None) -> None:
+    """Print a feed (iCalendar) to stdout: UNIT's, a campaign's, or all.
+
+    From the database when the daemon has applied one, else from the config alone; the
+    same state gives the same bytes either way.
+    """
+    from calendars.feed_export import open_feeds
+    from calendars.feed_types import FeedKey
+
+    if sum((unit is not None, campaign is not None, everything)) != 1:
+        raise click.UsageError("give exactly one of UNIT, --campaign ID or --all")
+    settings = ctx.settings
+    source = open_feeds(settings, config_dir or settings.config_dir,
+                        ctx.clock.now(settings.tz))
+    plans = source.builder.plans
+    if everything:
+        key = FeedKey("all")
+    elif campaign is not None:
+        key = FeedKey("campaign", campaign)
+        if key not in plans:
+            known = [k.id for k in plans if k.kind == "campaign"]
+            raise UserError(f"unknown campaign '{campaign}'{did_you_mean(campaign, known)}")
+    else:
+        assert unit is not None
+        key = FeedKey("unit", unit)
+        if key not in plans:
+            known = [k.id for k in plans if k.kind == "unit"]
+            raise UserError(f"unknown unit '{unit}'{did_you_mean(unit, known)}")
+    out = sys.stdout.buffer
+    out.write(source.builder.render(key))
+    out.flush()
+
+
+@cli.command("export-feeds")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@config_option
+@click.pass_obj
+def export_feeds(ctx: Context, directory: Path, config_dir: Path | None) -> None:
+    """Write every feed into DIRECTORY for a static web server, plus an index.html.
+
+    DIRECTORY/units/UNIT.ics, DIRECTORY/campaigns/ID.ics and DIRECTORY/all.ics, each
+    replaced atomically and only when its bytes changed.
+    """
+    from calendars import feed_export
+
+    settings = ctx.settings
+    now = ctx.clock.now(settings.tz)
+    source = feed_export.open_feeds(settings, config_dir or settings.config_dir, now)
+    total = len(source.builder.plans)
+    step = max(500, total // 10)
+
+    def progress(done: int, count: int) -> None:
+        if count >= 1000 and (done % step == 0 or done == count):
+            click.echo(f"export-feeds: {done}/{count} feeds", err=True)
+
+    try:
+        report = feed_export.export_feeds(source, directory, language=settings.language,
+                                          now=now, progress=progress)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write to {directory}: {exc.strerror or exc}") from None
+    for name in report.skipped:
+        click.echo(f"export-feeds: skipped {name}: not a safe file name", err=True)
+    click.echo(f"{directory}: {report.feeds} feeds from the {source.origin} "
+               f"({report.written} changed), index.html")
 
 
 def _store(ctx: Context) -> Engine:
@@ -405,6 +478,113 @@ def _outbox_record(row: OutboxRow, tz: ZoneInfo) -> dict[str, Any]:
     for name in ("fire_at", "next_attempt_at"):
         record[name] = record[name].astimezone(tz).isoformat()
     return record
+
+
+@cli.group()
+def tokens() -> None:
+    """Feed URLs with their tokens: list them, rotate one."""
+
+
+def _token_generations(ctx: Context) -> dict[tuple[str, str], int]:
+    """Generations from the database; none yet (no database file, no tables) is all 1."""
+    from sqlalchemy.engine import make_url
+
+    from calendars.tokens import load_generations
+    from scheduler.database import session_factory
+
+    url = make_url(ctx.settings.effective_database_url)
+    if url.get_backend_name() == "sqlite" and url.database and \
+            not Path(url.database).exists():
+        return {}  # the daemon has not run: every feed is at generation 1
+    engine = _store(ctx)
+    try:
+        return load_generations(session_factory(engine)) if is_current(engine) else {}
+    finally:
+        engine.dispose()
+
+
+@tokens.command("list")
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.pass_obj
+def tokens_list(ctx: Context, config_dir: Path | None, fmt: str) -> None:
+    """Print every feed URL (units; in text also campaigns, the admin feed, webcal://)."""
+    from calendars.tokens import ADMIN_SUBJECT, FeedTokens, Scope, feed_url, webcal_url
+
+    settings = ctx.settings
+    config = load_config(config_dir or settings.config_dir)
+    registry = FeedTokens.from_settings(settings, _token_generations(ctx))
+
+    def url(scope: Scope, subject: str) -> str:
+        return feed_url(settings.public_url, scope, subject, registry.token(scope, subject))
+
+    units = sorted(config.units)
+    if fmt == "json":
+        _emit(json_lines({"unit": unit, "url": url("unit", unit)} for unit in units))
+        return
+
+    def block(title: str, link: str) -> Iterator[str]:
+        yield f"  {title}"
+        yield f"    {link}"
+        yield f"    {webcal_url(link)}"
+
+    lines = [f"Units ({len(units)}):"]
+    for unit in units:
+        lines.extend(block(f"{unit} — {config.units[unit].name}", url("unit", unit)))
+    lines.append(f"Campaigns ({len(config.campaigns)}):")
+    for campaign in sorted(config.campaigns):
+        lines.extend(block(f"{campaign} — {config.campaigns[campaign].title}",
+                           url("campaign", campaign)))
+    lines.append("Everything (admin):")
+    lines.extend(block("all", url("admin", ADMIN_SUBJECT)))
+    _emit(lines)
+
+
+@tokens.command("rotate")
+@click.argument("unit", required=False)
+@click.option("--campaign", default=None, metavar="ID", help="Rotate a campaign's token.")
+@click.option("--all", "admin", is_flag=True, help="Rotate the admin token (the feed of all).")
+@config_option
+@click.pass_obj
+def tokens_rotate(ctx: Context, unit: str | None, campaign: str | None, admin: bool,
+                  config_dir: Path | None) -> None:
+    """Give UNIT's feed a new token; the old URL stops working (within a minute on a
+    running daemon)."""
+    from calendars.tokens import ADMIN_SUBJECT, FeedTokens, Scope, feed_url, rotate, webcal_url
+    from scheduler.database import session_factory
+
+    if sum((unit is not None, campaign is not None, admin)) != 1:
+        raise click.UsageError("give exactly one of UNIT, --campaign ID or --all")
+    settings = ctx.settings
+    config = load_config(config_dir or settings.config_dir)
+    scope: Scope
+    if unit is not None:
+        scope, subject = "unit", unit
+        _check_unit(config, unit)
+    elif campaign is not None:
+        scope, subject = "campaign", campaign
+        if campaign not in config.campaigns:
+            raise UserError(f"unknown campaign '{campaign}'"
+                            f"{did_you_mean(campaign, config.campaigns)}")
+    else:
+        scope, subject = "admin", ADMIN_SUBJECT
+    engine = _store(ctx)
+    try:
+        if engine.dialect.name == "sqlite":
+            upgrade(engine)  # SQLite belongs to this instance, as in `mocd run`
+        elif not is_current(engine):
+            raise RuntimeFailure("the database has no mocd tables yet: run `mocd db upgrade`")
+        factory = session_factory(engine)
+        generation = rotate(factory, scope, subject, ctx.clock.now(settings.tz))
+    finally:
+        engine.dispose()
+    registry = FeedTokens.from_settings(settings, {(scope, subject): generation})
+    link = feed_url(settings.public_url, scope, subject, registry.token(scope, subject))
+    click.echo(f"new feed URL of {subject} (token generation {generation}); the old one no "
+               "longer works:")
+    click.echo(f"  {link}")
+    click.echo(f"  {webcal_url(link)}")
 
 
 cli.add_command(import_command)  # mocd import FILE (issue 6)

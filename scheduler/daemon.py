@@ -24,9 +24,13 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from calendars.feed_server import FeedService, Health
+from calendars.metrics import Metrics
+from calendars.tokens import derive_key, load_secret
 from config.errors import ConfigError, RuntimeFailure, UserError
 from config.loader import read_config
 from config.settings import Settings
+from notifications.confirmations import CONFIRM_PURPOSE
 from notifications.digest import queue_digests
 from notifications.mail_url import open_transport
 from notifications.messages import MessageFactory
@@ -38,7 +42,7 @@ from notifications.outbox import (
     release_owned,
     skip_missed,
 )
-from notifications.planning import plan_reminders
+from notifications.planning import plan_overdue, plan_reminders
 from notifications.transport import Transport
 from scheduler import sd_notify
 from scheduler.apply import ApplyResult, apply_revision, record_rejected
@@ -46,6 +50,7 @@ from scheduler.clock import Clock
 from scheduler.database import connect, is_current, session_factory, transaction, upgrade
 from scheduler.dispatcher import Dispatcher, DispatchReport
 from scheduler.expand import Window, expand_loaded, working_calendar
+from scheduler.models import ConfigRevision
 
 log = logging.getLogger("mocd.daemon")
 SAFETY_INTERVAL = timedelta(seconds=60)
@@ -90,6 +95,10 @@ class Daemon:
         self.dispatcher: Dispatcher | None = None
         self.last_apply: ApplyResult | None = None
         self.last_dispatch: datetime | None = None
+        self.metrics = Metrics()
+        self.feeds: FeedService | None = None  # the HTTP server and feed upkeep (issue 4)
+        self.scheduler: AsyncIOScheduler | None = None
+        self._health: tuple[float, bool, str | None] | None = None
 
     def now(self) -> datetime:
         return self.clock.now(self.settings.tz)
@@ -121,12 +130,17 @@ class Daemon:
         except UserError as exc:
             log.error("config rejected: %s", exc)
             return False
-        reminders = plan_reminders(occurrences, config.units, working_calendar(config),
-                                   self.settings.reminders, self.settings.tz)
+        calendar = working_calendar(config)
+        reminders = [*plan_reminders(occurrences, config.units, calendar,
+                                     self.settings.reminders, self.settings.tz),
+                     *plan_overdue(occurrences, config.units, calendar,
+                                   self.settings.reminders, self.settings.tz)]
         result = apply_revision(self.factory, config, occurrences, reminders,
                                 settings=self.settings, now=now,
                                 window=f"{window.first}..{window.last}")
         self.last_apply = result
+        if self.feeds is not None:  # tokens for new units/campaigns, re-rendered feeds
+            self.feeds.after_apply(config.units, config.campaigns, now, result.revision_id)
         if result.applied:
             log.info("config applied (revision %s): %s", result.revision_id, result.summary)
         else:
@@ -164,6 +178,7 @@ class Daemon:
         systemd 252 (Debian 12) has no ``notify-reload``: ``ExecReload`` must itself
         wait until the reload is done, and it can only see files and signals.
         """
+        self.metrics.reload_done(accepted)
         path = reload_file(self.settings.state_dir)
         count, _ = read_reloads(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +229,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.install_signals(loop)
         factory = await asyncio.to_thread(self.open_store)
+        self.metrics.factory = factory
+        self.feeds = self.feed_service(factory)
         if not await asyncio.to_thread(self.apply_config) and self.last_apply is None:
             log.warning("starting without a valid config: only what is already in the outbox "
                         "is sent until the config is fixed")
@@ -222,11 +239,12 @@ class Daemon:
         if skipped:
             log.warning("%d reminders were missed by more than %s and are skipped", skipped,
                         self.settings.reminders.catch_up)
+        await self.feeds.start()  # listening before READY; a port in use stops here
         transport = open_transport(self.settings.mail, self.settings.state_dir / "outbox")
         names = await asyncio.to_thread(self._unit_names)
         self.dispatcher = Dispatcher(factory, transport, MessageFactory(
             self.settings, names, self.settings.templates_dir), self.settings, self.clock,
-            self.owner)
+            self.owner, confirm_key=derive_key(load_secret(self.settings), CONFIRM_PURPOSE))
         scheduler = AsyncIOScheduler(timezone=self.settings.tz)
         scheduler.add_job(self.wake.set, "interval", seconds=SAFETY_INTERVAL.total_seconds(),
                           id="safety", misfire_grace_time=None, coalesce=True)
@@ -243,6 +261,8 @@ class Daemon:
             scheduler.add_job(sd_notify.notify, "interval", args=["WATCHDOG=1"],
                               seconds=interval, id="watchdog", misfire_grace_time=None,
                               coalesce=True)
+        feeds_sync = asyncio.create_task(self.feeds.watch(self.stop_requested))
+        self.scheduler = scheduler
         scheduler.start()
         watcher = asyncio.create_task(self.watch_config())
         self.state = RunState.RUNNING
@@ -254,8 +274,59 @@ class Daemon:
         try:
             await self._loop(scheduler, factory)
         finally:
+            feeds_sync.cancel()
+            with suppress(asyncio.CancelledError):
+                await feeds_sync
             await self._stop(scheduler, factory, transport, watcher)
         return 0
+
+    # -- feeds, health -----------------------------------------------------------
+
+    def feed_service(self, factory: sessionmaker[Session]) -> FeedService:
+        """The HTTP server and the upkeep of tokens and feeds: the server reads the feeds
+        from the :class:`~calendars.feed_cache.FeedCache`, which re-renders what changed
+        after every apply (and when another instance applied a revision)."""
+        from calendars.feed_cache import FeedCache
+
+        cache = FeedCache()
+        return FeedService(self.settings, factory, self.metrics, self.health, source=cache,
+                           refresh=lambda: cache.refresh(factory, self.settings, self.now()),
+                           clock=self.clock)
+
+    def _probe_database(self) -> tuple[bool, str | None]:
+        """One round trip: the applied revision's hash (or ``SELECT 1``)."""
+        assert self.factory is not None
+        revision = self.last_apply.revision_id if self.last_apply else None
+        try:
+            with self.factory() as session:
+                if revision is None:
+                    session.execute(select(1))
+                    return True, None
+                return True, session.scalar(
+                    select(ConfigRevision.content_hash).where(ConfigRevision.id == revision))
+        except Exception as exc:  # any driver error means "not reachable" here
+            log.warning("health: the database does not answer: %s", str(exc).splitlines()[0])
+            return False, None
+
+    async def health(self) -> Health:
+        """``/healthz``: the database is probed at most once a second (a flood of probes
+        must not become a flood of queries), with a 3 s limit."""
+        loop = asyncio.get_running_loop()
+        cached = self._health
+        if cached is not None and loop.time() - cached[0] < 1.0:
+            database, revision_hash = cached[1], cached[2]
+        else:
+            try:
+                database, revision_hash = await asyncio.wait_for(
+                    asyncio.to_thread(self._probe_database), 3.0)
+            except TimeoutError:
+                database, revision_hash = False, None
+            self._health = (loop.time(), database, revision_hash)
+        scheduler = (self.scheduler is not None and self.scheduler.running
+                     and self.state in (RunState.RUNNING, RunState.RELOADING))
+        return Health(database=database, scheduler=scheduler, last_dispatch=self.last_dispatch,
+                      revision_id=self.last_apply.revision_id if self.last_apply else None,
+                      revision_hash=revision_hash, state=self.state.value)
 
     def _unit_names(self) -> dict[str, str]:
         assert self.factory is not None
@@ -330,6 +401,8 @@ class Daemon:
         if self.dispatcher is not None:
             self.dispatcher.claiming = False
         scheduler.shutdown(wait=False)
+        if self.feeds is not None:  # close the listeners, let in-flight responses finish
+            await self.feeds.stop()
         stop = getattr(self, "_watch_stop", None)
         if stop is not None:
             stop.set()

@@ -64,7 +64,8 @@ class Daemon:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOCD_")}
         env.update(MOCD_STATE_DIR=str(self.state), NOTIFY_SOCKET=str(self.notify.path),
-                   MOCD_SETTINGS=str(self.tmp / "none.toml"))
+                   MOCD_SETTINGS=str(self.tmp / "none.toml"),
+                   MOCD_HTTP__PORT="0")  # a free port: runs never collide on 8470
         (self.tmp / "none.toml").write_text("")
         return env
 

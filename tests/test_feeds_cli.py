@@ -1,0 +1,130 @@
+"""``mocd feed`` and ``mocd export-feeds``: config alone, or the applied database, the same
+bytes for the same state; one-line errors; atomic static files and an escaped index."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings
+from scheduler.apply import apply_revision
+from scheduler.database import open_engine, session_factory, upgrade
+from scheduler.expand import Window, expand
+from tests.conftest import NOW, RunCli, WriteConfig
+from tests.engine import UNITS, load
+from tests.test_feeds_render import check_ics, unfold
+
+CONFIG = UNITS + """
+campaigns:
+  - id: thi-dua-2024
+    title: Thi đua <chào mừng> & "Đại hội"
+    owner: phong-noi-vu
+    units: [ubnd-cac-xa]
+    period: {start: 2024-05-01, end: 2024-06-30}
+    milestones:
+      - {id: ho-so, title: Gửi hồ sơ, when: 2024-06-14, submit_to: phong-noi-vu}
+milestones:
+  - {id: hop, title: Họp giao ban, kind: event, when: 2024-06-10 08:00, units: [ubnd-huyen]}
+"""
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, write_config: WriteConfig) -> Path:
+    return write_config(tmp_path, {"plan.yaml": CONFIG})
+
+
+def feed(run_cli: RunCli, *args: str) -> bytes:
+    code, out, err = run_cli(["feed", *args])
+    assert (code, err) == (0, "")
+    return out.encode()
+
+
+def test_feed_prints_a_units_a_campaigns_and_all(run_cli: RunCli, cfg: Path) -> None:
+    unit = feed(run_cli, "ubnd-xa-a", "--config", "cfg")
+    check_ics(unit)
+    assert b"\r\nX-WR-CALNAME:UBND x\xc3\xa3 A\r\n" in unit
+    assert "UID:thi-dua-2024.ho-so@mocd.local" in unfold(unit)
+    assert "milestone.hop@mocd.local" not in unfold(unit)
+    campaign = unfold(feed(run_cli, "--campaign", "thi-dua-2024", "--config", "cfg"))
+    assert "UID:thi-dua-2024.period@mocd.local" in campaign
+    assert "milestone.hop" not in campaign
+    everything = unfold(feed(run_cli, "--all", "--config", "cfg"))
+    assert everything.count("BEGIN:VEVENT") == 3
+
+
+def test_feed_errors_are_one_line(run_cli: RunCli, cfg: Path) -> None:
+    assert run_cli(["feed", "ubnd-xa-aa", "--config", "cfg"]) == (
+        1, "", "mocd: unknown unit 'ubnd-xa-aa' (did you mean 'ubnd-xa-a'?)\n")
+    assert run_cli(["feed", "--campaign", "thi-dua-2025", "--config", "cfg"]) == (
+        1, "", "mocd: unknown campaign 'thi-dua-2025' (did you mean 'thi-dua-2024'?)\n")
+    for args in ([], ["ubnd-xa-a", "--all"], ["--all", "--campaign", "thi-dua-2024"]):
+        code, out, err = run_cli(["feed", *args, "--config", "cfg"])
+        assert (code, out) == (2, "")
+        assert err == ("mocd feed: give exactly one of UNIT, --campaign ID or --all "
+                       "(see 'mocd feed --help')\n")
+
+
+def test_feed_from_the_database_is_the_same_bytes(run_cli: RunCli, cfg: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    database = cfg.parent / "state" / "mocd.sqlite3"
+    monkeypatch.setenv("MOCD_DATABASE_URL", f"sqlite:///{database}")
+    alone = {args: feed(run_cli, *args, "--config", "cfg")
+             for args in (("ubnd-xa-a",), ("ubnd-huyen",), ("--all",))}
+    assert not database.exists()  # looking for a database never creates one
+    engine = open_engine(f"sqlite:///{database}")
+    upgrade(engine)
+    assert feed(run_cli, "ubnd-xa-a", "--config", "cfg") == alone[("ubnd-xa-a",)]  # not applied
+    config = load(CONFIG)
+    apply_revision(session_factory(engine), config, expand(config, Window(
+        NOW.date().replace(year=2023), NOW.date().replace(year=2034))), [],
+        settings=Settings(), now=NOW)
+    engine.dispose()
+    for args, data in alone.items():
+        # From the database now: the config directory is not even read.
+        assert feed(run_cli, *args, "--config", "nowhere") == data
+
+
+def test_export_feeds_writes_every_feed_atomically_with_an_index(run_cli: RunCli,
+                                                                cfg: Path) -> None:
+    code, out, err = run_cli(["export-feeds", "site", "--config", "cfg"])
+    assert (code, err) == (0, "")
+    assert out == "site: 7 feeds from the config cfg (7 changed), index.html\n"
+    site = cfg.parent / "site"
+    names = sorted(str(p.relative_to(site)) for p in site.rglob("*") if p.is_file())
+    assert names == ["all.ics", "campaigns/thi-dua-2024.ics", "index.html",
+                     "units/phong-dan-toc.ics", "units/phong-noi-vu.ics",
+                     "units/ubnd-huyen.ics", "units/ubnd-xa-a.ics", "units/ubnd-xa-b.ics"]
+    assert (site / "units" / "ubnd-xa-a.ics").read_bytes() == feed(
+        run_cli, "ubnd-xa-a", "--config", "cfg")
+    assert (site / "all.ics").stat().st_mode & 0o777 == 0o644
+    index = (site / "index.html").read_text()
+    assert "Thi đua &lt;chào mừng&gt; &amp; &#34;Đại hội&#34;" in index
+    assert '<a href="campaigns/thi-dua-2024.ics">' in index
+    for path in site.rglob("*.ics"):
+        check_ics(path.read_bytes())
+
+    # Again: nothing changed, nothing rewritten (a static server's Last-Modified stays).
+    stamp = (site / "all.ics").stat().st_mtime_ns
+    os.utime(site / "all.ics", ns=(stamp - 10**9, stamp - 10**9))
+    code, out, _ = run_cli(["export-feeds", "site", "--config", "cfg"])
+    assert out == "site: 7 feeds from the config cfg (0 changed), index.html\n"
+    assert (site / "all.ics").stat().st_mtime_ns == stamp - 10**9
+    assert not [p for p in site.rglob("*.tmp")]
+
+
+def test_export_feeds_into_a_file_is_a_runtime_error(run_cli: RunCli, cfg: Path) -> None:
+    (cfg.parent / "taken").write_text("")
+    code, out, err = run_cli(["export-feeds", "taken/site", "--config", "cfg"])
+    assert (code, out) == (3, "")
+    assert err.startswith("mocd: cannot write to taken/site: ")
+    assert err.count("\n") == 1
+
+
+def test_an_invalid_config_is_reported_as_by_check(run_cli: RunCli, tmp_path: Path,
+                                                   write_config: WriteConfig) -> None:
+    write_config(tmp_path, {"a.yaml": "units:\n  - {id: x, name: X, mail: a@b.vn}\n"})
+    code, out, err = run_cli(["feed", "x", "--config", "cfg"])
+    assert (code, out) == (1, "")
+    assert err == "cfg/a.yaml:2:22: units[0].mail: unknown key 'mail' (did you mean 'email'?)\n"
