@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck install browser bench clean
+.PHONY: run test lint typecheck install browser clients bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,16 @@ browser:
 	  (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver) || \
 	  echo "mocd: could not install chromium/chromium-driver; the browser tests will be SKIPPED"
 
-test: $(STAMP) browser lint typecheck
+# ical.js, the parser of Thunderbird's calendar, for tests/test_feeds_clients.py (npm, pinned
+# by tests/clients/package-lock.json). Best effort: without node/npm those tests skip loudly.
+CLIENTS := tests/clients/node_modules/.installed
+$(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	@(cd tests/clients && npm ci --silent --no-audit --no-fund && touch node_modules/.installed) || \
+	  echo "mocd: could not install ical.js (npm); the Thunderbird-parser tests will be SKIPPED"
+
+clients: $(CLIENTS)
+
+test: $(STAMP) browser clients lint typecheck
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -45,4 +54,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/feeds_http.py  # needs wrk and nginx: apt-get install -y wrk nginx-light
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts \
+	  tests/clients/node_modules
