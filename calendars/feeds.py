@@ -36,6 +36,7 @@ from icalendar.prop import vDuration
 
 from calendars.feed_types import FeedKey
 from calendars.ics_attachment import (
+    MAX_UNIT_NAMES,
     add_timezones,
     event_description,
     new_calendar,
@@ -50,7 +51,6 @@ from scheduler.occurrences import Occurrence
 log = logging.getLogger("mocd.feeds")
 
 RETENTION = timedelta(days=30)  # cancelled and removed occurrences stay this long (SPEC §6)
-MAX_UNIT_NAMES = 12  # units named in a DESCRIPTION; more are "+N more" (as in the emails)
 SIZE_WARNING = 1_000_000  # Google Calendar drops subscriptions over about 1 MB
 ALL_NAMES = {"vi": "Tất cả các mốc (mocd)", "en": "All milestones (mocd)"}
 

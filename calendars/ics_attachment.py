@@ -22,6 +22,9 @@ from scheduler.occurrences import Occurrence
 from scheduler.vietnamese import long_date
 
 PRODID = "-//mocd//mocd//VI"
+# Units named in a DESCRIPTION (feeds and email attachments) and in an email's body; more
+# are summarised as "+N more": an item sent to `all` of 5,000 units stays small everywhere.
+MAX_UNIT_NAMES = 12
 
 # Control characters are not allowed in TEXT values (RFC 5545 §3.3.11) except HTAB; line
 # breaks are kept (escaped as \n by icalendar). Bidi overrides can disguise text: dropped.
@@ -77,7 +80,7 @@ def event_description(occurrence: Occurrence, language: str,
                       extra: Sequence[str] = (), *,
                       anniversaries: Mapping[str, str] | None = None,
                       campaign: str | None = None,
-                      max_units: int | None = None) -> str:
+                      max_units: int | None = MAX_UNIT_NAMES) -> str:
     """DESCRIPTION: the description, the Decree 111 note, the campaign (``campaign``: its
     title, when given), document, window, lead, submit_to, units (by name when ``names``
     knows them; beyond ``max_units`` summarised as "+N more", so that an item sent to

@@ -48,7 +48,13 @@ from jinja2 import (
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
-from calendars.ics_attachment import clean_text, is_web_url, occurrences_ics, one_line
+from calendars.ics_attachment import (
+    MAX_UNIT_NAMES,
+    clean_text,
+    is_web_url,
+    occurrences_ics,
+    one_line,
+)
 from config.errors import UserError
 from config.settings import Settings
 from notifications.mime import Attachment, OutgoingMessage, base64_lines, compose
@@ -66,7 +72,6 @@ LANGUAGES: tuple[Language, ...] = ("vi", "en")
 ICS_FILENAME = "mocd.ics"
 TEMPLATE_NAMES = ("reminder", "change", "cancellation", "digest", "delivery_failure",
                   "config_error")
-_MAX_UNIT_NAMES = 12  # more recipients than this are summarised as "(+N khác)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -568,8 +573,8 @@ class MessageFactory:
             "document": one_line(o.document) or None,
             "lead": self._name(o.lead) if o.lead else None,
             "submit_to": self._name(o.submit_to) if o.submit_to else None,
-            "units": units[:_MAX_UNIT_NAMES],
-            "more_units": max(0, len(units) - _MAX_UNIT_NAMES),
+            "units": units[:MAX_UNIT_NAMES],
+            "more_units": max(0, len(units) - MAX_UNIT_NAMES),
             "location": one_line(o.location) or None,
             "url": one_line(o.url) or None,
             "url_is_link": is_web_url(o.url),
