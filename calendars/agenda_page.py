@@ -30,11 +30,18 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select
 
 from calendars.ics_attachment import is_web_url
 from calendars.tokens import feed_url, webcal_url
+from notifications.confirmations import link_valid
 from notifications.messages import when_text  # the wording of the emails
 from scheduler.agenda import KIND_LABELS
 from scheduler.models import StoredOccurrence
 from scheduler.occurrences import Occurrence, from_record
-from scheduler.vietnamese import en_long_date, month_heading, vi_date, vi_long_date
+from scheduler.vietnamese import (
+    en_long_date,
+    english_month,
+    month_heading,
+    vi_date,
+    vi_long_date,
+)
 
 PAST_DAYS = 30
 FUTURE_DAYS = 90
@@ -74,6 +81,19 @@ def page_language(language: str | None) -> Literal["vi", "en"]:
 def long_day(day: date, language: str) -> str:
     """``Thứ Sáu, 07/6/2023`` or ``Friday, 7 June 2023``."""
     return en_long_date(day) if language == "en" else vi_long_date(day)
+
+
+def day_text(day: date, language: str) -> str:
+    """``07/6/2023`` or ``7 June 2023``."""
+    return f"{day.day} {english_month(day.month)} {day.year}" if language == "en" \
+        else vi_date(day)
+
+
+def days_text(n: int, language: str) -> str:
+    """``3 ngày``; ``1 day``, ``3 days``."""
+    if language == "en":
+        return "1 day" if n == 1 else f"{n} days"
+    return f"{n} ngày"
 
 
 def moment_text(moment: datetime, tz: ZoneInfo, language: str) -> str:
@@ -186,13 +206,13 @@ class AgendaView:
 
 
 _WORDS: dict[str, dict[str, str]] = {
-    "vi": {"days_left": "Còn {n} ngày", "today_due": "Hôm nay là hạn cuối",
-           "overdue": "QUÁ HẠN {n} ngày", "confirmed": "Đã xác nhận {day}",
+    "vi": {"days_left": "Còn {d}", "today_due": "Hôm nay là hạn cuối",
+           "overdue": "QUÁ HẠN {d}", "confirmed": "Đã xác nhận {day}",
            "passed": "Đã qua hạn", "today": "Hôm nay", "tomorrow": "Ngày mai",
            "running": "Đang diễn ra", "over": "Đã qua", "cancelled": "Đã hủy",
            "from_to": "Từ {a} đến {b}"},
-    "en": {"days_left": "{n} days left", "today_due": "Due today",
-           "overdue": "OVERDUE by {n} days", "confirmed": "Confirmed {day}",
+    "en": {"days_left": "{d} left", "today_due": "Due today",
+           "overdue": "OVERDUE by {d}", "confirmed": "Confirmed {day}",
            "passed": "Past due", "today": "Today", "tomorrow": "Tomorrow",
            "running": "Under way", "over": "Over", "cancelled": "Cancelled",
            "from_to": "From {a} to {b}"},
@@ -296,24 +316,26 @@ def _item(o: Occurrence, role: Role, unit: str, today: date, language: str, tz: 
         status = words["cancelled"]
     elif o.kind == "deadline":
         if confirmed_at is not None and worker:
-            status = words["confirmed"].format(day=vi_date(confirmed_at.astimezone(tz).date()))
+            status = words["confirmed"].format(
+                day=day_text(confirmed_at.astimezone(tz).date(), language))
         elif overdue:
-            status = words["overdue"].format(n=(today - day).days)
+            status = words["overdue"].format(d=days_text((today - day).days, language))
         elif day == today:
             status = words["today_due"]
         elif day > today:
-            status = words["days_left"].format(n=(day - today).days)
+            status = words["days_left"].format(d=days_text((day - today).days, language))
         else:
             status = words["passed"]
     elif o.first > today:
         n = (o.first - today).days
-        status = words["tomorrow"] if n == 1 else words["days_left"].format(n=n)
+        status = (words["tomorrow"] if n == 1
+                  else words["days_left"].format(d=days_text(n, language)))
     elif o.last >= today:
         status = words["today"] if o.first == o.last else words["running"]
     else:
         status = words["over"]
     open_deadline = (worker and known and not o.cancelled and confirmed_at is None
-                     and confirm_url is not None)
+                     and link_valid(day, today))
     return AgendaItem(
         uid=o.uid, kind=o.kind, kind_label=kind_label, title=o.title_in(language),
         when=when_text(o, language), day=day, status=status, role=role,
@@ -345,7 +367,7 @@ AGENDA_TEXT: dict[str, dict[str, str]] = {
            "legend": "Chú giải màu", "static":
                "Trang tĩnh: tình trạng xác nhận không hiển thị ở đây."},
     "en": {"title": "Agenda", "intro": "The unit's milestones from {a} to {b}.",
-           "today": "Today", "overdue": "{n} overdue deadlines not confirmed as done.",
+           "today": "Today", "overdue": "Overdue, not confirmed as done: {n}.",
            "subscribe": "Subscribe", "subscribe_help":
                "Add the unit's calendar to the calendar app you use; it updates itself.",
            "webcal": "Calendar app (Apple, Thunderbird…)", "google": "Google Calendar",
@@ -370,10 +392,8 @@ def render_agenda_html(view: AgendaView, with_confirm: bool = False) -> str:
         "with_confirm": with_confirm,
         "kinds": [(kind, KIND_LABELS[view.language][kind])
                   for kind in ("deadline", "event", "period", "anniversary")],
-        "intro": t["intro"].format(a=vi_date(view.first) if view.language == "vi"
-                                   else long_day(view.first, "en"),
-                                   b=vi_date(view.last) if view.language == "vi"
-                                   else long_day(view.last, "en")),
+        "intro": t["intro"].format(a=day_text(view.first, view.language),
+                                   b=day_text(view.last, view.language)),
         "today_text": long_day(view.today, view.language),
         "window_first": vi_date(view.first), "window_last": vi_date(view.last),
     }

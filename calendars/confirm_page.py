@@ -29,7 +29,13 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from calendars.agenda_page import long_day, moment_text, page_language, page_template
+from calendars.agenda_page import (
+    days_text,
+    long_day,
+    moment_text,
+    page_language,
+    page_template,
+)
 from notifications.confirmations import UNDO_WINDOW
 
 FORM_PURPOSE = "page-form"  # calendars.tokens.derive_key(secret, FORM_PURPOSE)
@@ -108,7 +114,7 @@ CONFIRM_TEXT: dict[str, dict[str, str]] = {
         "state": "Tình trạng", "by": "Người xác nhận",
         "by_hint": "Họ tên, chức vụ (không bắt buộc).",
         "confirm": "Xác nhận đã hoàn thành", "undo": "Hoàn tác",
-        "open": "Chưa xác nhận hoàn thành", "overdue": "QUÁ HẠN {n} ngày, chưa xác nhận",
+        "open": "Chưa xác nhận hoàn thành", "overdue": "QUÁ HẠN {d}, chưa xác nhận",
         "confirmed_state": "Đã xác nhận hoàn thành lúc {at}", "by_whom": " ({by})",
         "undo_hint": "Bấm nhầm? Có thể hoàn tác đến {until}.",
         "n_confirmed": "Đã xác nhận lúc {at}. Đơn vị sẽ không nhận thêm lời nhắc cho "
@@ -126,7 +132,7 @@ CONFIRM_TEXT: dict[str, dict[str, str]] = {
         "state": "Status", "by": "Confirmed by",
         "by_hint": "Name and position (optional).",
         "confirm": "Confirm completion", "undo": "Undo",
-        "open": "Not confirmed yet", "overdue": "OVERDUE by {n} days, not confirmed",
+        "open": "Not confirmed yet", "overdue": "OVERDUE by {d}, not confirmed",
         "confirmed_state": "Confirmed at {at}", "by_whom": " ({by})",
         "undo_hint": "Pressed by mistake? You can undo until {until}.",
         "n_confirmed": "Confirmed at {at}. The unit gets no more reminders for this "
@@ -162,7 +168,7 @@ def confirm_view(*, language: str | None, unit_name: str, title: str, due: date,
             t["by_whom"].format(by=confirmation.confirmed_by)
             if confirmation.confirmed_by else "")
     elif due < today:
-        state, state_text = "overdue", t["overdue"].format(n=(today - due).days)
+        state, state_text = "overdue", t["overdue"].format(d=days_text((today - due).days, lang))
     else:
         state, state_text = "open", t["open"]
     until = confirmation.confirmed_at + UNDO_WINDOW if confirmation else None

@@ -167,7 +167,7 @@ STATUS_TEXT: dict[str, dict[str, str]] = {
            "state": "Status", "confirmed_at": "Confirmed at",
            "last_reminder": "Last reminder", "caption": "Where each unit stands",
            "tally": "{done}/{of} units confirmed", "tally_overdue": ", {n} overdue",
-           "overdue": "{n} unit deadlines overdue and not confirmed.",
+           "overdue": "Overdue and not confirmed: {n} (deadline, unit) pairs.",
            "confirmed": "Confirmed", "pending": "Pending", "state_overdue": "OVERDUE",
            "sent": "sent {at}", "failed": "FAILED {at}", "never": "—",
            "none": "This campaign has no deadlines.",

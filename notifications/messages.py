@@ -554,7 +554,7 @@ class MessageFactory:
                    pending: Sequence[str] = (), confirmed_on: date | None = None,
                    tally: tuple[int, int] | None = None) -> dict[str, Any]:
         """What the templates show of one occurrence (all keys always present)."""
-        units = self._names(o.units)
+        units = self._names(o.units[:MAX_UNIT_NAMES])
         celebrates = None
         if o.celebrates:
             celebrates = one_line(self.anniversaries.get(o.celebrates)
@@ -573,8 +573,8 @@ class MessageFactory:
             "document": one_line(o.document) or None,
             "lead": self._name(o.lead) if o.lead else None,
             "submit_to": self._name(o.submit_to) if o.submit_to else None,
-            "units": units[:MAX_UNIT_NAMES],
-            "more_units": max(0, len(units) - MAX_UNIT_NAMES),
+            "units": units,
+            "more_units": max(0, len(o.units) - MAX_UNIT_NAMES),
             "location": one_line(o.location) or None,
             "url": one_line(o.url) or None,
             "url_is_link": is_web_url(o.url),

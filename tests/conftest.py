@@ -69,3 +69,13 @@ def run_cli(mocd_env: Path, capsys: pytest.CaptureFixture[str]) -> RunCli:
         return code, out, err
 
     return run
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly when the real-browser tests of the pages were skipped (no Chromium)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if "NO BROWSER" in str(getattr(r, "longrepr", ""))]
+    if skipped:
+        terminalreporter.write_sep("!", f"{len(skipped)} BROWSER TESTS SKIPPED: Chromium or "
+                                   "chromedriver not found; run `make browser`", red=True,
+                                   bold=True)

@@ -38,17 +38,19 @@ from calendars.confirm_page import FORM_PURPOSE, check_nonce, form_nonce
 from calendars.feed_server import FeedServer, ServerOptions
 from calendars.metrics import Metrics
 from calendars.pages import Pages
-from calendars.tokens import FEED_PURPOSE, FeedTokens, derive_key
+from calendars.tokens import FEED_PURPOSE, FeedTokens, derive_key, load_secret
 from config.settings import Settings
 from notifications.confirmations import CONFIRM_PURPOSE, CONFIRMED, confirm_token
 from notifications.planning import plan_overdue, plan_reminders
 from scheduler.apply import apply_revision
 from scheduler.clock import FixedClock
+from scheduler.database import open_engine, session_factory
 from scheduler.expand import Window, expand, working_calendar
 from scheduler.models import Confirmation, OutboxRow
 from scheduler.status import CSV_FIELDS
 from tests.engine import load
-from tests.test_feed_server import Running, StaticFeeds
+from tests.test_feed_server import DaemonProcess, Running, StaticFeeds
+from tests.test_feed_server import daemon as daemon
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 SECRET = b"s" * 32
@@ -212,7 +214,8 @@ def test_get_shows_unit_milestone_and_due_date_and_never_confirms(site: Site) ->
     assert "Thứ Năm, 30/5/2024" in page
     assert "QUÁ HẠN 2 ngày, chưa xác nhận" in page
     assert "Phong trào thi đua năm 2024" in page
-    assert page.count("<form") == 1 and 'method="post"' in page
+    assert page.count("<form") == 1
+    assert 'method="post"' in page
     assert '<label for="by">Người xác nhận</label>' in page
     assert "<script" not in page
 
@@ -263,14 +266,17 @@ def test_undo_within_24_hours_and_not_after(site: Site) -> None:
     assert confirmations(site.factory)[(BAO_CAO, "phong-dan-toc")].undone_at is not None
     assert outbox(site.factory)[f"reminder:{BAO_CAO}:phong-dan-toc:3d"] == ("pending", None)
 
-    # Confirmed again; 24 h later there is no undo button, and an undo POST is refused.
+    # Confirmed again; after 24 h the page has no undo button any more, and the undo
+    # button of a page loaded before then is refused.
     request(site.port, path, "POST", form_of(undone))
-    site.clock.at += timedelta(hours=24, seconds=1)
+    site.clock.at += timedelta(hours=23)
+    earlier = request(site.port, path)
+    site.clock.at += timedelta(hours=1, seconds=1)
     page = request(site.port, path)
     assert 'id="undo-form"' not in page.text
     assert "Đã xác nhận hoàn thành lúc 08:59, Chủ Nhật, 02/6/2024" in page.text
-    late = request(site.port, path, "POST", {**form_of(undone, "confirm-form"),
-                                             "action": "undo"})
+    late = request(site.port, path, "POST", form_of(earlier, "undo-form"))
+    assert late.status == 200
     assert "Không thể hoàn tác" in late.text
     assert confirmations(site.factory)[(BAO_CAO, "phong-dan-toc")].undone_at is None
 
@@ -398,7 +404,19 @@ def test_config_text_is_shown_as_written_never_run(site: Site) -> None:
 # -- the status page ----------------------------------------------------------------------
 
 
+def delivered(factory: sessionmaker[Session], key: str, state: str, at: datetime) -> None:
+    """Mark an outbox row as the dispatcher would (sent, or failed for good)."""
+    with factory.begin() as session:
+        row = session.scalars(select(OutboxRow).where(OutboxRow.idempotency_key == key)).one()
+        row.state, row.sent_at = state, at if state == "sent" else None
+        row.fire_at = at
+
+
 def test_the_status_page_opens_with_the_campaign_owner_or_admin_token(site: Site) -> None:
+    delivered(site.factory, f"reminder:{HO_SO}:phong-dan-toc:1d", "failed",
+              datetime(2024, 5, 29, 7, 30, tzinfo=VN))
+    delivered(site.factory, f"reminder:{HO_SO}:ubnd-xa-a:1d", "sent",
+              datetime(2024, 5, 29, 7, 30, 12, tzinfo=VN))
     request(site.port, confirm_path(HO_SO, "ubnd-xa-a"), "POST",
             form_of(request(site.port, confirm_path(HO_SO, "ubnd-xa-a"))))
     reference = not_found(site)
@@ -422,12 +440,15 @@ def test_the_status_page_opens_with_the_campaign_owner_or_admin_token(site: Site
     # ho-so, due 30/5: xã A confirmed, Phòng Dân tộc overdue (in red, and in words).
     ho_so = text[text.index("Gửi hồ sơ"):text.index("Báo cáo sơ kết")]
     assert "đã xác nhận 1/2 đơn vị, quá hạn 1" in ho_so
-    assert re.search(r'<tr class="row-overdue"><td>Phòng Dân tộc &lt;b&gt;huyện&lt;/b&gt;'
-                     r'</td><td class="state-overdue">QUÁ HẠN</td>', ho_so)
-    assert re.search(r'<tr class="row-confirmed"><td>UBND xã A</td><td class="state-confirmed">'
-                     r"Đã xác nhận</td><td>09:00, Thứ Bảy, 01/6/2024</td>", ho_so)
+    assert ('<tr class="row-overdue"><td>Phòng Dân tộc &lt;b&gt;huyện&lt;/b&gt;</td>'
+            '<td class="state-overdue">QUÁ HẠN</td><td></td>'
+            '<td class="overdue">GỬI LỖI 07:30, Thứ Tư, 29/5/2024</td></tr>') in ho_so
+    assert ('<tr class="row-confirmed"><td>UBND xã A</td><td class="state-confirmed">'
+            "Đã xác nhận</td><td>09:00, Thứ Bảy, 01/6/2024</td>"
+            "<td>đã gửi 07:30, Thứ Tư, 29/5/2024</td></tr>") in ho_so
     bao_cao = text[text.index("Báo cáo sơ kết"):]
-    assert "Chưa xác nhận" in bao_cao and "QUÁ HẠN" not in bao_cao
+    assert "Chưa xác nhận" in bao_cao
+    assert "QUÁ HẠN" not in bao_cao
     token = site.token("campaign", "thi-dua-2024")
     assert f'href="{token}.csv"' in text
 
@@ -478,7 +499,8 @@ def test_the_agenda_page_of_a_unit(site: Site) -> None:
     assert '<p class="status overdue">QUÁ HẠN 2 ngày</p>' in items[HO_SO]
     assert "Hạn chót" in items[HO_SO]  # the kind in words, not only in colour
     assert "Còn 27 ngày" in items[BAO_CAO]
-    assert "Sự kiện" in items[HOI_NGHI] and "Hội trường UBND huyện" in items[HOI_NGHI]
+    assert "Sự kiện" in items[HOI_NGHI]
+    assert "Hội trường UBND huyện" in items[HOI_NGHI]
     assert "Kỷ niệm" in items[f"anniversary.thanh-lap.70@{DOMAIN}"]
     assert '<div class="notice warn" role="status" id="overdue-summary">1 việc quá hạn' in page
     # Confirm buttons: the open deadlines only, each to its own signed link.
@@ -497,7 +519,7 @@ def test_the_agenda_page_of_a_unit(site: Site) -> None:
     assert (f'id="subscribe-outlook" href="https://outlook.live.com/calendar/0/addfromweb?'
             f'url={quote(https, safe="")}&amp;name=') in page
     # The period on the timeline: it began before the window, ends inside it.
-    assert re.search(r'<div class="bar open-left" style="left:0\.0%;width:\d+\.\d+%">', page)
+    assert '<div class="bar open-left open-right" style="left:0.0%;width:100.0%">' in page
 
 
 def test_confirmed_deadlines_lose_their_button_and_say_so(site: Site) -> None:
@@ -506,19 +528,23 @@ def test_confirmed_deadlines_lose_their_button_and_say_so(site: Site) -> None:
     page = agenda(site, "phong-dan-toc").text
     items = items_of(page)
     assert "Đã xác nhận 01/6/2024" in items[HO_SO]
-    assert "is-overdue" not in page and "overdue-summary" not in page
-    assert "button confirm" not in items[HO_SO]
-    assert "button confirm" in items[BAO_CAO]
+    assert ' is-overdue"' not in page
+    assert 'id="overdue-summary"' not in page
+    assert 'class="button confirm"' not in items[HO_SO]
+    assert 'class="button confirm"' in items[BAO_CAO]
 
 
 def test_the_lead_and_cc_units_have_no_confirm_buttons(site: Site) -> None:
     lead = agenda(site, "phong-noi-vu").text
-    assert HO_SO in lead and "button confirm" not in lead and "is-overdue" not in lead
+    assert HO_SO in lead
+    assert 'class="button confirm"' not in lead
+    assert ' is-overdue"' not in lead
     cc = agenda(site, "ubnd-xa-b").text
     assert set(items_of(cc)) == {HOI_NGHI}
     assert "(Để biết)" in cc
     english = agenda(site, "ubnd-xa-a").text
-    assert '<html lang="en">' in english and "Deadline" in english
+    assert '<html lang="en">' in english
+    assert "Deadline" in english
     assert "OVERDUE by 2 days" in english
 
 
@@ -629,19 +655,50 @@ def test_the_agenda_view_is_pure_and_renders_statically_without_confirm_buttons(
                                                 "Tháng 7/2024"]
     assert view.overdue == 1
     [bar] = view.timeline
-    assert (bar.left, bar.starts_before, bar.ends_after) == (0.0, True, False)
-    assert bar.width == round(((date(2024, 8, 30) - date(2024, 5, 2)).days + 1) / 121 * 100,
-                              2)  # it ends 30/9, after the window's 30/8: clipped
+    # 15/4–30/9 overlaps the whole window (2/5–30/8): clipped on both sides
+    assert (bar.left, bar.width, bar.starts_before, bar.ends_after) == (0.0, 100.0, True, True)
     assert view.today_at == round(30 / 121 * 100, 2)
     assert [i.uid for i in view.items if i.confirm_url] == [HO_SO, BAO_CAO]
     live = render_agenda_html(view, with_confirm=True)
     assert live.count('class="button confirm"') == 2
-    assert "button confirm" not in render_agenda_html(view)
+    assert 'class="button confirm"' not in render_agenda_html(view)
     # A static export knows no confirmations: nothing is called overdue or confirmed.
     static = agenda_view(unit, occurrences, today=NOW.date(), tz=VN,
                          ics_href="../units/phong-dan-toc.ics")
-    assert static.overdue == 0 and not any(i.confirm_url for i in static.items)
+    assert static.overdue == 0
+    assert not any(i.confirm_url for i in static.items)
     page = render_agenda_html(static)
     assert 'href="../units/phong-dan-toc.ics"' in page
-    assert "/confirm/" not in page and "QUÁ HẠN" not in page
+    assert "/confirm/" not in page
+    assert "QUÁ HẠN" not in page
     assert "Trang tĩnh" in page
+
+
+# -- in the daemon ------------------------------------------------------------------------
+
+
+def test_the_daemon_serves_the_pages(daemon: DaemonProcess) -> None:
+    """The wiring: FeedService gives the server its pages, with the instance's secret, the
+    database and the daemon's clock."""
+    daemon.start()
+    daemon.notify.wait_for("READY=1")
+    secret = load_secret(Settings(state_dir=daemon.tmp / "var"))
+    key = derive_key(secret, CONFIRM_PURPOSE)
+    path = f"/confirm/{confirm_token(key, 'milestone.ho-so@mocd.local', 'phong-noi-vu')}"
+    page = request(daemon.port, path)
+    assert page.status == 200, page.body
+    assert "Gửi hồ sơ đề nghị khen thưởng" in page.text
+    done = request(daemon.port, path, "POST", {**form_of(page), "by": "Văn thư"})
+    assert "Đã xác nhận lúc" in done.text
+    tokens = FeedTokens(derive_key(secret, FEED_PURPOSE))
+    agenda = request(daemon.port, f"/agenda/phong-noi-vu/{tokens.token('unit', 'phong-noi-vu')}")
+    assert agenda.status == 200
+    assert f"http://127.0.0.1:{daemon.port}/feeds/phong-noi-vu/" in agenda.text
+    assert request(daemon.port, path[:-1] + ("B" if path[-1] == "A" else "A")).status == 404
+    assert daemon.stop() == 0
+    engine = open_engine(f"sqlite:///{daemon.tmp / 'var' / 'mocd.sqlite3'}")
+    try:
+        stored = confirmations(session_factory(engine))
+    finally:
+        engine.dispose()
+    assert stored[("milestone.ho-so@mocd.local", "phong-noi-vu")].confirmed_by == "Văn thư"
