@@ -55,12 +55,19 @@ def fire_time(occurrence: Occurrence, offset: Offset, calendar: WorkingCalendar,
         if start is None:
             return None
         return (start - timedelta(hours=offset.amount)).replace(tzinfo=tz)
-    day: date
+    return _working_day_at(occurrence.day, -1, offset, calendar, at, tz)
+
+
+def _working_day_at(day: date, sign: int, offset: Offset, calendar: WorkingCalendar,
+                    at: time, tz: ZoneInfo) -> datetime:
+    """``at`` on the working day ``offset`` before (``sign`` -1) or after (+1) ``day``:
+    ``Nwd`` counts working days; otherwise a day off moves away from ``day``."""
     if offset.unit == "wd":
-        day = calendar.add_working_days(occurrence.day, -offset.amount)
-    else:
-        day = calendar.previous_working_day(occurrence.day - timedelta(days=offset.days))
-    return datetime.combine(day, at, tzinfo=tz)
+        return datetime.combine(calendar.add_working_days(day, sign * offset.amount), at,
+                                tzinfo=tz)
+    moved = day + sign * timedelta(days=offset.days)
+    moved = calendar.previous_working_day(moved) if sign < 0 else calendar.next_working_day(moved)
+    return datetime.combine(moved, at, tzinfo=tz)
 
 
 def plan_reminders(
@@ -93,11 +100,7 @@ def overdue_time(occurrence: Occurrence, offset: Offset, calendar: WorkingCalend
     to the next working day (``Nwd`` counts working days); None for hour offsets."""
     if occurrence.due is None or offset.unit == "h":
         return None
-    if offset.unit == "wd":
-        day = calendar.add_working_days(occurrence.due, offset.amount)
-    else:
-        day = calendar.next_working_day(occurrence.due + timedelta(days=offset.days))
-    return datetime.combine(day, at, tzinfo=tz)
+    return _working_day_at(occurrence.due, 1, offset, calendar, at, tz)
 
 
 def plan_overdue(
