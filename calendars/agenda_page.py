@@ -20,11 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
@@ -96,7 +95,7 @@ def days_text(n: int, language: str) -> str:
     return f"{n} ngày"
 
 
-def moment_text(moment: datetime, tz: ZoneInfo, language: str) -> str:
+def moment_text(moment: datetime, tz: tzinfo, language: str) -> str:
     """A stored (UTC) moment for people, in the local zone: ``09:05, Thứ Bảy, 01/6/2024``."""
     local = moment.astimezone(tz)
     return f"{local:%H:%M}, {long_day(local.date(), language)}"
@@ -251,7 +250,7 @@ def agenda_window(today: date, past_days: int = PAST_DAYS, future_days: int = FU
 
 
 def agenda_view(unit: AgendaUnit, occurrences: Iterable[Occurrence], *, today: date,
-                tz: ZoneInfo, language: str | None = None,
+                tz: tzinfo | None = None, language: str | None = None,
                 confirmed: Mapping[str, datetime] | None = None,
                 campaigns: Mapping[str, str] | None = None,
                 confirm_url: Callable[[str], str] | None = None,
@@ -264,9 +263,11 @@ def agenda_view(unit: AgendaUnit, occurrences: Iterable[Occurrence], *, today: d
     confirmed them; None means "not known" (a static export without a database): then no
     deadline is called overdue or confirmed. ``campaigns`` maps campaign ids to titles.
     ``confirm_url(uid)`` gives the link of an open deadline's confirm page; None: no
-    links. ``language`` defaults to the unit's.
+    links. ``language`` defaults to the unit's. ``tz`` is the zone confirmation times
+    are shown in (the ``timezone`` setting; only needed with ``confirmed``).
     """
     lang = page_language(language or unit.language)
+    zone = tz or UTC
     words = _WORDS[lang]
     labels = KIND_LABELS[lang]
     first, last = agenda_window(today, past_days, future_days)
@@ -281,7 +282,7 @@ def agenda_view(unit: AgendaUnit, occurrences: Iterable[Occurrence], *, today: d
     bars: list[TimelineBar] = []
     overdue_count = 0
     for o, role in chosen:
-        item = _item(o, role, unit.id, today, lang, tz, words, labels[o.kind],
+        item = _item(o, role, unit.id, today, lang, zone, words, labels[o.kind],
                      done.get(o.uid), known, titles, confirm_url)
         overdue_count += item.overdue
         shown_on = max(o.first, first)  # an item begun before the window: its first month
@@ -305,7 +306,7 @@ def agenda_view(unit: AgendaUnit, occurrences: Iterable[Occurrence], *, today: d
         ics_href=ics_href)
 
 
-def _item(o: Occurrence, role: Role, unit: str, today: date, language: str, tz: ZoneInfo,
+def _item(o: Occurrence, role: Role, unit: str, today: date, language: str, tz: tzinfo,
           words: Mapping[str, str], kind_label: str, confirmed_at: datetime | None,
           known: bool, campaigns: Mapping[str, str],
           confirm_url: Callable[[str], str] | None) -> AgendaItem:

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from calendars.agenda_page import AgendaUnit, agenda_view, render_agenda_html
 from calendars.feed_cache import builder_from_config, builder_from_database
 from calendars.feed_types import FeedKey
 from calendars.feeds import SIZE_WARNING, ExtraLines, FeedBuilder
@@ -175,11 +176,14 @@ def render_index(rows: list[ExportRow], *, language: str, generated: datetime,
 
 def export_feeds(source: FeedSource, directory: Path, *, language: str, now: datetime,
                  progress: Callable[[int, int], None] | None = None) -> ExportReport:
-    """Write every feed of ``source`` and ``index.html`` into ``directory``."""
+    """Write every feed of ``source``, a static agenda page per unit (``agenda/{unit}.html``,
+    without confirm buttons: a static server cannot take a confirmation) and ``index.html``
+    into ``directory``."""
     builder = source.builder
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "units").mkdir(exist_ok=True)
-    (directory / "campaigns").mkdir(exist_ok=True)
+    for sub in ("units", "campaigns", "agenda"):
+        (directory / sub).mkdir(exist_ok=True)
+    titles = {cid: info.title for cid, info in builder.input.campaigns.items()}
     keys = sorted(builder.plans)
     rows: list[ExportRow] = []
     skipped: list[str] = []
@@ -197,6 +201,12 @@ def export_feeds(source: FeedSource, directory: Path, *, language: str, now: dat
         plan = builder.plans[key]
         rows.append(ExportRow(key, plan.name, href, len(plan.items), _size(len(body)),
                               len(body) > SIZE_WARNING))
+        if key.kind == "unit":
+            view = agenda_view(AgendaUnit(key.id, plan.name, plan.language),
+                               [item.occurrence for item in plan.items if not item.removed],
+                               today=now.date(), campaigns=titles, ics_href=f"../{href}")
+            write_atomic(directory / "agenda" / f"{key.id}.html",
+                         render_agenda_html(view).encode())
         if progress is not None:
             progress(done, len(keys))
     index = render_index(rows, language=language, generated=now, origin=source.origin)

@@ -9,7 +9,9 @@ once and reused until the feed changes.
 Paths are parsed here, from the raw request target, without percent-decoding: every
 segment must be a slug (unit and campaign ids) or a token (32 URL-safe characters), so
 ``..``, ``%2e%2e``, ``%2f``, backslashes and NUL are simply not a feed and get the
-404 that an unknown unit gets. Nothing here ever opens a file.
+404 that an unknown unit gets. Nothing here ever opens a file. Paths under ``/confirm/``,
+``/status/`` and ``/agenda/`` go to :class:`calendars.pages.Pages` (issue 5), which keeps
+the same rules and answers with the same 404.
 
 Unknown unit, unknown campaign and wrong token are indistinguishable: the same 404
 (body and headers), after the same work — the expected token is derived and compared

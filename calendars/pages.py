@@ -64,6 +64,7 @@ from calendars.confirm_page import (
     form_nonce,
     render_confirm_html,
 )
+from calendars.ics_attachment import one_line
 from calendars.tokens import ADMIN_SUBJECT, TOKEN_LENGTH, FeedTokens, derive_key, load_secret
 from config.settings import Settings
 from notifications.confirmations import (
@@ -332,8 +333,9 @@ class Pages:
         if action not in ("confirm", "undo") or not check_nonce(
                 self.form_key, token, field("issued"), field("nonce"), now):
             action = ""  # a POST not from our page: change nothing, show the page again
+        by = one_line(field("by"))[:200]  # one line, no control characters: it is logged
         page = await asyncio.to_thread(self._confirm_page, token, uid, unit, now,
-                                       action, field("by"), request.remote)
+                                       action, by, request.remote)
         if page is None:
             return None
         body, notice = page
@@ -354,7 +356,7 @@ class Pages:
             notice = "already" if outcome.already else "confirmed"
             if not outcome.already:
                 log.info("confirmed: %s by unit %s (%s, from %s)", uid, unit,
-                         (by or "").strip()[:200] or "no name", address or "?")
+                         by or "no name", address or "?")
         elif action == "undo":
             if subject.confirmation is not None:
                 notice = "undone" if undo(self.factory, uid, unit, now=now) else "too_late"

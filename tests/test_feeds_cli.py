@@ -93,9 +93,13 @@ def test_export_feeds_writes_every_feed_atomically_with_an_index(run_cli: RunCli
     assert out == "site: 7 feeds from the config cfg (7 changed), index.html\n"
     site = cfg.parent / "site"
     names = sorted(str(p.relative_to(site)) for p in site.rglob("*") if p.is_file())
-    assert names == ["all.ics", "campaigns/thi-dua-2024.ics", "index.html",
-                     "units/phong-dan-toc.ics", "units/phong-noi-vu.ics",
-                     "units/ubnd-huyen.ics", "units/ubnd-xa-a.ics", "units/ubnd-xa-b.ics"]
+    units = ["phong-dan-toc", "phong-noi-vu", "ubnd-huyen", "ubnd-xa-a", "ubnd-xa-b"]
+    assert names == sorted(["all.ics", "campaigns/thi-dua-2024.ics", "index.html",
+                            *(f"units/{u}.ics" for u in units),
+                            *(f"agenda/{u}.html" for u in units)])
+    agenda = (site / "agenda" / "ubnd-xa-a.html").read_text()
+    assert 'href="../units/ubnd-xa-a.ics"' in agenda  # subscribe to the file next to it
+    assert "/confirm/" not in agenda  # a static server cannot take a confirmation
     assert (site / "units" / "ubnd-xa-a.ics").read_bytes() == feed(
         run_cli, "ubnd-xa-a", "--config", "cfg")
     assert (site / "all.ics").stat().st_mode & 0o777 == 0o644

@@ -315,6 +315,7 @@ def test_modified_forged_unknown_and_expired_links_are_the_shared_404(site: Site
         confirm_token(CONFIRM_KEY, OLD, "phong-dan-toc"),  # due 1/2: expired on 1/5
         site.token("unit", "phong-dan-toc"),  # a feed token is not a confirm token
     ]
+    assert token not in attempts
     reference = not_found(site)
     for attempt in attempts:
         for method in ("GET", "POST"):
@@ -373,8 +374,12 @@ def test_the_page_is_in_the_units_language(site: Site) -> None:
     assert '<html lang="en">' in reply.text
     assert "Thursday, 30 May 2024" in reply.text
     assert '<label for="by">Confirmed by</label>' in reply.text
-    confirmed = request(site.port, confirm_path(HO_SO, "ubnd-xa-a"), "POST", form_of(reply))
+    confirmed = request(site.port, confirm_path(HO_SO, "ubnd-xa-a"), "POST",
+                        {**form_of(reply), "by": "Ms Lan\n\x07INFO a forged log line"})
     assert "Confirmed at 09:00, Saturday, 1 June 2024." in confirmed.text
+    # A name is one line of text (it is logged): line breaks and control characters go.
+    assert confirmations(site.factory)[(HO_SO, "ubnd-xa-a")].confirmed_by == \
+        "Ms Lan INFO a forged log line"
     again = request(site.port, confirm_path(HO_SO, "ubnd-xa-a"), "POST", form_of(reply))
     assert "Already confirmed on 09:00, Saturday, 1 June 2024." in again.text
 
