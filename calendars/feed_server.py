@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
@@ -59,7 +59,7 @@ from calendars.tokens import (
     generations_version,
     load_generations,
 )
-from config.errors import RuntimeFailure, UserError
+from config.errors import RuntimeFailure
 from config.settings import Settings
 from scheduler.clock import Clock, SystemClock
 from scheduler.models import ConfigRevision
@@ -98,29 +98,6 @@ _NOT_FOUND_HEADERS = CIMultiDictProxy(CIMultiDict({
     "X-Content-Type-Options": "nosniff",
     "Server": SERVER_NAME,
 }))
-_ISO_DURATION = re.compile(
-    r"P(?:(?P<w>\d+)W|(?:(?P<d>\d+)D)?(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?"
-    r"(?:(?P<s>\d+)S)?)?)")
-
-
-def parse_refresh(text: str) -> timedelta:
-    """An RFC 5545 duration as ``feeds.refresh`` holds it (``PT6H``, ``P1D``, ``P1W``).
-
-    ``REFRESH-INTERVAL`` is a DURATION value, which has no years or months, so neither
-    has this parser. ``Cache-Control: max-age`` is derived from it, so that an HTTP
-    cache and a calendar client refresh at the same pace.
-    """
-    match = _ISO_DURATION.fullmatch(text.strip().upper().removeprefix("+"))
-    if match is None or not any(match.groupdict().values()):
-        raise UserError(f"feeds.refresh: '{text}' is not a duration such as PT6H, P1D or P1W")
-    parts = {name: int(value or 0) for name, value in match.groupdict().items()}
-    duration = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"],
-                         minutes=parts["m"], seconds=parts["s"])
-    if duration <= timedelta(0):
-        raise UserError(f"feeds.refresh: '{text}' must be longer than zero")
-    return duration
-
-
 # -- request header parsing (cached: clients send the same few values again and again) ----
 
 
@@ -464,7 +441,7 @@ class FeedService:
         self.refresh = refresh
         self.tokens: FeedTokens | None = None
         self.server: FeedServer | None = None
-        self.max_age = int(parse_refresh(settings.feeds.refresh).total_seconds())
+        self.max_age = int(settings.feeds.refresh_interval.total_seconds())
         self._revision: int | None = None
         self._generations: GenerationsVersion | None = None
         self._failed: int | None = None  # the revision whose rendering failed last

@@ -44,7 +44,6 @@ from calendars.ics_attachment import (
     one_line,
     vtimezone_ical,
 )
-from config.errors import UserError
 from config.settings import ReminderSettings, Settings
 from scheduler.occurrences import Occurrence
 
@@ -62,18 +61,6 @@ _PLACEHOLDER = "\ue000mocd-description\ue000"
 ExtraLines = Callable[[Occurrence, str | None], Sequence[str]]
 """Per-unit DESCRIPTION lines: ``extra_lines(occurrence, unit_id)`` (``None`` for the campaign
 and all feeds) → lines appended to the description (issue 5: the confirmation link)."""
-
-
-def refresh_interval(text: str) -> timedelta:
-    """``feeds.refresh`` (an ISO 8601 duration such as ``PT6H``) as a positive timedelta."""
-    try:
-        value: object = vDuration.from_ical(text.strip().upper())  # type: ignore[no-untyped-call]
-    except ValueError:
-        value = None
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise UserError(f"feeds.refresh: '{text}' is not a positive ISO 8601 duration "
-                        "such as PT6H or P1D")
-    return value
 
 
 def _shift(day: date, delta: timedelta) -> date:
@@ -100,7 +87,7 @@ class FeedOptions:
     def from_settings(cls, settings: Settings) -> FeedOptions:
         feeds = settings.feeds
         return cls(settings.tz, settings.uid_domain, settings.language,
-                   refresh_interval(feeds.refresh), feeds.alarms, settings.reminders,
+                   feeds.refresh_interval, feeds.alarms, settings.reminders,
                    feeds.past, feeds.future)
 
     def window(self, now: datetime) -> tuple[date, date]:

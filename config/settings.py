@@ -8,6 +8,7 @@ README's table.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -130,11 +131,40 @@ class DigestSettings(_Section):
         return value
 
 
+# An RFC 5545 DURATION (REFRESH-INTERVAL has no years or months): PT6H, P1D, P1W, P1DT2H30M.
+_RFC5545_DURATION = re.compile(
+    r"P(?:(?P<w>\d+)W|(?:(?P<d>\d+)D)?(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?"
+    r"(?:(?P<s>\d+)S)?)?)")
+
+
+def parse_refresh(text: str) -> timedelta:
+    """``feeds.refresh`` as a positive timedelta; ValueError for anything else."""
+    match = _RFC5545_DURATION.fullmatch(text.strip().upper().removeprefix("+"))
+    if match is None or not any(match.groupdict().values()):
+        raise ValueError(f"'{text}' is not a duration such as PT6H, P1D or P1W")
+    parts = {name: int(value or 0) for name, value in match.groupdict().items()}
+    duration = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"],
+                         minutes=parts["m"], seconds=parts["s"])
+    if duration <= timedelta(0):
+        raise ValueError(f"'{text}' must be longer than zero")
+    return duration
+
+
 class FeedSettings(_Section):
     past: Duration = timedelta(days=365)
     future: Duration = timedelta(days=3650)
-    refresh: str = "PT6H"
+    refresh: str = "PT6H"  # as written: REFRESH-INTERVAL, X-PUBLISHED-TTL, Cache-Control
     alarms: bool = False
+
+    @field_validator("refresh")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_refresh(value)
+        return value
+
+    @property
+    def refresh_interval(self) -> timedelta:
+        return parse_refresh(self.refresh)
 
 
 _settings_file: ContextVar[Path | None] = ContextVar("mocd_settings_file", default=None)

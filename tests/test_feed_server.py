@@ -35,7 +35,6 @@ from calendars.feed_server import (
     ServerOptions,
     accepts_gzip,
     gzip_etag,
-    parse_refresh,
 )
 from calendars.feed_types import FeedKey, RenderedFeed
 from calendars.metrics import Metrics, read_outbox_counts
@@ -48,7 +47,6 @@ from calendars.tokens import (
     load_generations,
     rotate,
 )
-from config.errors import UserError
 from notifications.outbox import insert_new, new_row
 from scheduler.database import transaction
 from tests.conftest import NOW
@@ -548,17 +546,6 @@ def test_outbox_counts_are_cached_between_scrapes(factory: sessionmaker[Session]
     assert asyncio.run(metrics.outbox()).pending == 0  # cached
     now[0] += 6
     assert asyncio.run(metrics.outbox()).pending == 1  # re-read after the ttl
-
-
-def test_refresh_durations() -> None:
-    assert parse_refresh("PT6H") == timedelta(hours=6)
-    assert parse_refresh("P1D") == timedelta(days=1)
-    assert parse_refresh("P1W") == timedelta(weeks=1)
-    assert parse_refresh("P1DT2H30M") == timedelta(days=1, hours=2, minutes=30)
-    assert parse_refresh("PT90S") == timedelta(seconds=90)
-    for bad in ("6h", "P", "PT", "P1M", "P1Y", "PT0S", "P1H"):
-        with pytest.raises(UserError, match=r"feeds\.refresh"):
-            parse_refresh(bad)
 
 
 # -- lifecycle ------------------------------------------------------------------------------

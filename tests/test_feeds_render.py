@@ -33,10 +33,8 @@ from calendars.feeds import (
     alarm_triggers,
     build_input,
     naive_feed,
-    refresh_interval,
     select_rows,
 )
-from config.errors import UserError
 from config.settings import Settings
 from scheduler.apply import FIRST_LOAD_CHANGED_AT
 from scheduler.expand import Window, expand
@@ -250,14 +248,6 @@ milestones:
 """), Window(date(2024, 1, 1), date(2024, 12, 31)))
     # Monday 3 June: 3 working days before is Wednesday 29 May, 07:30.
     assert alarm_triggers(o, OPTIONS) == [datetime(2024, 5, 29, 7, 30) - datetime(2024, 6, 3)]
-
-
-def test_refresh_interval_is_validated() -> None:
-    assert refresh_interval("PT6H") == timedelta(hours=6)
-    assert refresh_interval("p1d") == timedelta(days=1)
-    for bad in ("6h", "PT0S", "-PT1H", ""):
-        with pytest.raises(UserError, match=r"feeds\.refresh"):
-            refresh_interval(bad)
 
 
 # -- cancellations, removals and the window ------------------------------------------------

@@ -11,6 +11,7 @@ from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 import config.settings
 from config.errors import UserError
@@ -231,9 +232,25 @@ def test_bad_offset_in_reminders_deadline(tmp_path):
      "reminders.time_of_day: expected a time of day like 07:30, got '7h30'"),
     ('[feeds]\npast = "1y"\n',
      "feeds.past: expected a duration like 4h, 90m, 1h30m or 2d, got '1y'"),
-], ids=["language", "timezone", "port", "time-of-day", "duration"])
+    ('[feeds]\nrefresh = "6h"\n',
+     "feeds.refresh: '6h' is not a duration such as PT6H, P1D or P1W"),
+    ('[feeds]\nrefresh = "PT0S"\n', "feeds.refresh: 'PT0S' must be longer than zero"),
+], ids=["language", "timezone", "port", "time-of-day", "duration", "refresh", "refresh-zero"])
 def test_bad_values(tmp_path, text, expected):
     assert error_of(write(tmp_path, text)) == f"{where(tmp_path / 'mocd.toml')}: {expected}"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("PT6H", 6 * 3600), ("p1d", 86400), ("P1W", 7 * 86400), ("P1DT2H30M", 95400),
+    ("PT90S", 90)])
+def test_feed_refresh_is_an_rfc5545_duration(text, seconds):
+    assert Settings(feeds={"refresh": text}).feeds.refresh_interval.total_seconds() == seconds
+
+
+@pytest.mark.parametrize("bad", ["6h", "P", "PT", "P1M", "P1Y", "PT0S", "P1H", "-PT1H", ""])
+def test_feed_refresh_refuses_what_rfc5545_or_common_sense_does_not_allow(bad):
+    with pytest.raises(ValidationError, match="refresh"):
+        Settings(feeds={"refresh": bad})
 
 
 def test_bad_value_from_the_environment(monkeypatch):
