@@ -150,6 +150,8 @@ def parse_yaml(raw: bytes, display: str) -> YamlFile:
     emitted = ryml.emit_json(tree)
     if emitted is None:
         return YamlFile(display, None, raw)
+    if "\udced" in emitted:  # a "\ud83d\ude42" escape: see _text
+        emitted = _text(emitted.encode("utf-8", "surrogateescape"))
     try:
         data = json.loads(
             emitted,
@@ -168,6 +170,18 @@ def parse_yaml(raw: bytes, display: str) -> YamlFile:
     if isinstance(data, list) and tree.is_stream(root):
         data = data[0] if data else None
     return YamlFile(display, data, raw)
+
+
+def _text(data: bytes) -> str:
+    """What rapidyaml decoded, as text. The file itself is valid UTF-8 (checked first), but
+    rapidyaml writes a double-quoted ``\\uD83D\\uDE42`` escape (a UTF-16 surrogate pair,
+    as JSON-minded authors write an emoji) as two 3-byte surrogate sequences: join them
+    into the one character they mean; an unpaired surrogate becomes U+FFFD."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        lone = data.decode("utf-8", "surrogatepass")
+        return lone.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -200,7 +214,7 @@ class _Walker:
             result: dict[str, Any] = {}
             child = t.first_child(node)
             while child != ryml.NONE:
-                key = bytes(t.key(child)).decode()
+                key = _text(bytes(t.key(child)))
                 if key in result:
                     self.duplicates.append((*path, key))
                 result[key] = self._node(child, (*path, key))
@@ -217,7 +231,7 @@ class _Walker:
             return None
         if t.val_is_null(node):
             return None
-        text = bytes(t.val(node)).decode()
+        text = _text(bytes(t.val(node)))
         if t.is_val_plain(node) and text in ("true", "false"):
             return text == "true"
         return text
@@ -297,7 +311,7 @@ class PositionIndex:
         if t.is_map(node):  # the last of duplicate keys is the one that counts
             child = t.first_child(node)
             while child != ryml.NONE:
-                if bytes(t.key(child)).decode() == part:
+                if _text(bytes(t.key(child))) == part:
                     found = int(child)
                 child = t.next_sibling(child)
         return found

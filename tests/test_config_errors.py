@@ -249,6 +249,22 @@ def test_numbers_and_dates_stay_text_in_titles(tmp_path, write_config, run_cli):
     assert [r["title"] for r in json.loads(out)] == ["2024-06-20", "010"]
 
 
+def test_an_escaped_surrogate_pair_is_the_character_it_means(tmp_path, write_config,
+                                                              run_cli):
+    """JSON-minded authors escape an emoji as a UTF-16 pair; an unpaired one is U+FFFD."""
+    write_config(tmp_path, {"a.yaml": r"""
+        units:
+          - {id: u, name: "Tổ \ud83d\ude42"}
+        milestones:
+          - {id: m, title: "Hạn \ud83d\ude42 nộp", when: 2024-06-20, lead: u}
+          - {id: n, title: "Lẻ \ud83d", when: 2024-06-20, lead: u}
+    """})
+    code, out, err = run_cli(["agenda", "--config", "cfg", "--format", "json",
+                              "--from", "2024-06-20", "--to", "2024-06-20"])
+    assert (code, err) == (0, "")
+    assert [r["title"] for r in json.loads(out)] == ["Hạn 🙂 nộp", "Lẻ \ufffd"]
+
+
 # -- unknown keys ---------------------------------------------------------------
 
 
