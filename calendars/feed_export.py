@@ -134,6 +134,7 @@ class ExportReport:
     written: int  # files whose bytes changed (the rest were left as they were)
     skipped: tuple[str, ...]  # ids that are not safe file names (never from a valid config)
     largest: int
+    removed: int = 0  # files of feeds (and agenda pages) that no longer exist
 
 
 _INDEX_TEXT = {
@@ -178,7 +179,8 @@ def export_feeds(source: FeedSource, directory: Path, *, language: str, now: dat
                  progress: Callable[[int, int], None] | None = None) -> ExportReport:
     """Write every feed of ``source``, a static agenda page per unit (``agenda/{unit}.html``,
     without confirm buttons: a static server cannot take a confirmation) and ``index.html``
-    into ``directory``."""
+    into ``directory``; remove the feeds and pages of units and campaigns that are gone
+    (a static server would otherwise keep serving a removed unit's calendar)."""
     builder = source.builder
     directory.mkdir(parents=True, exist_ok=True)
     for sub in ("units", "campaigns", "agenda"):
@@ -211,4 +213,12 @@ def export_feeds(source: FeedSource, directory: Path, *, language: str, now: dat
             progress(done, len(keys))
     index = render_index(rows, language=language, generated=now, origin=source.origin)
     write_atomic(directory / "index.html", index.encode())
-    return ExportReport(len(rows), written, tuple(skipped), largest)
+    current = {row.href for row in rows} | {
+        f"agenda/{row.key.id}.html" for row in rows if row.key.kind == "unit"}
+    removed = 0
+    for sub, pattern in (("units", "*.ics"), ("campaigns", "*.ics"), ("agenda", "*.html")):
+        for path in (directory / sub).glob(pattern):  # only what an export writes
+            if f"{sub}/{path.name}" not in current and path.is_file():
+                path.unlink()
+                removed += 1
+    return ExportReport(len(rows), written, tuple(skipped), largest, removed)

@@ -260,7 +260,8 @@ def export_feeds(ctx: Context, directory: Path, config_dir: Path | None) -> None
     """Write every feed into DIRECTORY for a static web server, plus an index.html.
 
     DIRECTORY/units/UNIT.ics, DIRECTORY/campaigns/ID.ics and DIRECTORY/all.ics, each
-    replaced atomically and only when its bytes changed.
+    replaced atomically and only when its bytes changed; DIRECTORY/agenda/UNIT.html, a
+    page per unit; feeds of units and campaigns no longer in the config are removed.
     """
     from calendars import feed_export
 
@@ -281,8 +282,9 @@ def export_feeds(ctx: Context, directory: Path, config_dir: Path | None) -> None
         raise RuntimeFailure(f"cannot write to {directory}: {exc.strerror or exc}") from None
     for name in report.skipped:
         click.echo(f"export-feeds: skipped {name}: not a safe file name", err=True)
+    removed = f", {report.removed} removed" if report.removed else ""
     click.echo(f"{directory}: {report.feeds} feeds from the {source.origin} "
-               f"({report.written} changed), index.html")
+               f"({report.written} changed{removed}), index.html")
 
 
 def _store(ctx: Context) -> Engine:

@@ -118,6 +118,22 @@ def test_export_feeds_writes_every_feed_atomically_with_an_index(run_cli: RunCli
     assert not [p for p in site.rglob("*.tmp")]
 
 
+def test_export_feeds_removes_the_feeds_of_a_removed_unit(run_cli: RunCli, cfg: Path) -> None:
+    site = cfg.parent / "site"
+    assert run_cli(["export-feeds", "site", "--config", "cfg"])[0] == 0
+    (site / "units" / "notes.txt").write_text("the admin's own file")
+    plan = cfg / "plan.yaml"
+    plan.write_text(plan.read_text().replace(
+        "  - {id: ubnd-xa-b, name: UBND xã B, groups: [ubnd-cac-xa]}\n", ""))
+    code, out, _ = run_cli(["export-feeds", "site", "--config", "cfg"])
+    assert code == 0
+    assert "2 removed" in out  # the feed and the agenda page
+    assert not (site / "units" / "ubnd-xa-b.ics").exists()
+    assert not (site / "agenda" / "ubnd-xa-b.html").exists()
+    assert (site / "units" / "ubnd-xa-a.ics").exists()
+    assert (site / "units" / "notes.txt").exists()  # not an export's file: left alone
+
+
 def test_export_feeds_into_a_file_is_a_runtime_error(run_cli: RunCli, cfg: Path) -> None:
     (cfg.parent / "taken").write_text("")
     code, out, err = run_cli(["export-feeds", "taken/site", "--config", "cfg"])
