@@ -325,7 +325,7 @@ class FeedCache:
                                 or FIRST_LOAD_CHANGED_AT)
                 state = states.get(key.name)
                 last_modified = next_last_modified(state, etag, content_time, now)
-                feeds[key] = RenderedFeed(body, compressed, etag, last_modified)
+                feeds[key] = RenderedFeed(compressed, etag, last_modified, len(body))
                 old = previous.pop(key, None)
                 counts["rendered"] += 1
                 counts["changed"] += old is None or old.etag != etag
@@ -370,7 +370,7 @@ class FeedCache:
         report = RefreshReport(
             feeds=len(feeds), rendered=counts["rendered"], changed=counts["changed"],
             events_rendered=events_rendered, occurrences_loaded=loaded,
-            largest=max((len(f.body) for f in feeds.values()), default=0),
+            largest=max((f.size for f in feeds.values()), default=0),
             seconds=time.perf_counter() - started)
         self.last_report = report
         return report

@@ -30,6 +30,7 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ _server_log.addFilter(_BadRequestsInOneLine())
 
 FEED_CONTENT_TYPE = "text/calendar; charset=utf-8"
 SERVER_NAME = "mocd"
+PLAIN_BODIES = 32  # uncompressed bodies kept for clients without gzip (see RenderedFeed)
 SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight responses get to finish when the daemon stops
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,199}")
 _TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}")
@@ -257,6 +259,7 @@ class FeedServer:
         self.health = health
         self.pages = pages  # /confirm, /status, /agenda (issue 5); None: those are 404s
         self._prepared: dict[FeedKey, _Prepared] = {}
+        self._plain: OrderedDict[FeedKey, tuple[RenderedFeed, bytes]] = OrderedDict()
         self._runner: web.ServerRunner | None = None
         self.port: int | None = None
 
@@ -332,7 +335,21 @@ class FeedServer:
         self.metrics.count_feed(200)
         if gzip:
             return web.Response(body=feed.gzip, headers=prepared.ok_gzip)
-        return web.Response(body=feed.body, headers=prepared.ok_plain)
+        return web.Response(body=self._plain_body(key, feed), headers=prepared.ok_plain)
+
+    def _plain_body(self, key: FeedKey, feed: RenderedFeed) -> bytes:
+        """The uncompressed body (the feed keeps only its gzip), for the few clients that
+        do not take gzip: the last :data:`PLAIN_BODIES` are kept."""
+        hit = self._plain.get(key)
+        if hit is not None and hit[0] is feed:
+            self._plain.move_to_end(key)
+            return hit[1]
+        body = feed.body
+        self._plain[key] = (feed, body)
+        self._plain.move_to_end(key)
+        while len(self._plain) > PLAIN_BODIES:
+            self._plain.popitem(last=False)
+        return body
 
     def _resolve(self, rest: str) -> FeedKey | None:
         """The feed a path under ``/feeds/`` names, if its token is right (else None).

@@ -6,6 +6,7 @@ Feeds are rendered once per change and served as bytes; a request never renders.
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -28,13 +29,24 @@ class FeedKey:
 
 @dataclass(frozen=True, slots=True)
 class RenderedFeed:
-    """One feed ready to send: the body, its gzip, a strong ETag (quoted, e.g. ``"3f2a…"``)
-    and a ``Last-Modified`` (aware UTC, whole seconds) that never moves backwards."""
+    """One feed ready to send: its gzip, a strong ETag of the body (quoted, e.g.
+    ``"3f2a…"``), a ``Last-Modified`` (aware UTC, whole seconds) that never moves backwards,
+    and the body's size.
 
-    body: bytes
+    Only the gzip is kept in memory: every calendar client asks for gzip, and a feed's
+    gzip is about a tenth of its body (5,000 units × 270 events: 1.4 GB of bodies against
+    0.1 GB of gzip). :attr:`body` decompresses it for the rare client without gzip (the
+    server keeps the last few it needed).
+    """
+
     gzip: bytes
     etag: str
     last_modified: datetime
+    size: int
+
+    @property
+    def body(self) -> bytes:
+        return gzip.decompress(self.gzip)
 
 
 class FeedSource(Protocol):

@@ -84,14 +84,26 @@ def plan_reminders(
     occurrence (``1d`` and ``3d`` before a Monday both fire on Friday) are one
     reminder: the first offset written wins.
     """
-    planned = [
-        PlannedReminder(occurrence.uid, unit, offset, fire_at)
-        for occurrence, recipients, fires in _plans(occurrences, units, calendar, settings, tz)
-        for offset, fire_at in fires
-        for unit in recipients
-    ]
-    planned.sort(key=PlannedReminder.sort_key)
-    return planned
+    return sorted(_reminders(occurrences, units, calendar, settings, tz),
+                  key=PlannedReminder.sort_key)
+
+
+def _reminders(occurrences: Iterable[Occurrence], units: Mapping[str, UnitSpec],
+               calendar: WorkingCalendar, settings: ReminderSettings, tz: ZoneInfo
+               ) -> Iterator[PlannedReminder]:
+    for occurrence, recipients, fires in _plans(occurrences, units, calendar, settings, tz):
+        for offset, fire_at in fires:
+            for unit in recipients:
+                yield PlannedReminder(occurrence.uid, unit, offset, fire_at)
+
+
+def planned_emails(occurrences: Iterable[Occurrence], units: Mapping[str, UnitSpec],
+                   calendar: WorkingCalendar, settings: ReminderSettings, tz: ZoneInfo
+                   ) -> Iterator[PlannedReminder]:
+    """Every reminder and overdue notice, unsorted and streamed: what the daemon's apply
+    puts into the outbox (millions for a province over ten years: never a list)."""
+    yield from _reminders(occurrences, units, calendar, settings, tz)
+    yield from _overdue(occurrences, units, calendar, settings, tz)
 
 
 def overdue_time(occurrence: Occurrence, offset: Offset, calendar: WorkingCalendar,
@@ -114,7 +126,13 @@ def plan_overdue(
     each recipient with email but the lead (who is Cc'd on them and follows up). A unit
     that confirms completion has its notices cancelled (see notifications.confirmations).
     """
-    planned: list[PlannedReminder] = []
+    return sorted(_overdue(occurrences, units, calendar, settings, tz),
+                  key=PlannedReminder.sort_key)
+
+
+def _overdue(occurrences: Iterable[Occurrence], units: Mapping[str, UnitSpec],
+             calendar: WorkingCalendar, settings: ReminderSettings, tz: ZoneInfo
+             ) -> Iterator[PlannedReminder]:
     for occurrence in occurrences:
         if occurrence.cancelled or occurrence.kind != "deadline":
             continue
@@ -129,10 +147,8 @@ def plan_overdue(
             if fire_at is None or fire_at in seen:
                 continue
             seen.add(fire_at)
-            planned.extend(PlannedReminder(occurrence.uid, unit, offset, fire_at, "overdue")
-                           for unit in recipients)
-    planned.sort(key=PlannedReminder.sort_key)
-    return planned
+            for unit in recipients:
+                yield PlannedReminder(occurrence.uid, unit, offset, fire_at, "overdue")
 
 
 def count_reminders(

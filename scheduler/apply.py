@@ -26,12 +26,15 @@ from sqlalchemy import (
     and_,
     exists,
     func,
-    insert,
+    literal,
+    literal_column,
     or_,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.loader import MilestoneConfig
@@ -50,8 +53,16 @@ NOT_PLANNED = "no longer planned by the config"  # last_error of rows re-plannin
 # The reminders a revision plans, for set-based re-planning (per connection, dropped after).
 _PLANNED = Table("mocd_planned", MetaData(),
                  Column("key", String(700), primary_key=True),
+                 Column("kind", String(20), nullable=False),
+                 Column("unit", String(200), nullable=False),
+                 Column("uid", String(500), nullable=False),
+                 Column("offset", String(20), nullable=False),
                  Column("fire_at", UTCDateTime, nullable=False),
                  prefixes=["TEMPORARY"])
+# Reminders are put in the outbox at most this long before they fire; the daily apply
+# (housekeeping) adds the next ones as days pass. Ten years of recurrences for thousands
+# of units would otherwise be millions of rows planned at once.
+PLANNING_HORIZON = timedelta(days=400)
 # ``changed_at`` of the occurrences the first load stores (DTSTAMP/LAST-MODIFIED in feeds).
 # Fixed rather than the moment of that load, so that a freshly applied database and the
 # config alone (``mocd feed`` without a database) give byte-identical feeds. Later inserts
@@ -184,32 +195,39 @@ class _Apply:
                 self.notice("cancellation", f"cancel:{uid}:{unit}", unit, uid,
                             {"occurrence": record})
 
-    def reminders(self, planned: Sequence[PlannedReminder]) -> None:
+    def reminders(self, planned: Iterable[PlannedReminder]) -> None:
         """Re-plan the outbox with set-based statements against a temporary table of the
-        planned reminders: the outbox (a million rows after a few years) is never loaded.
+        planned reminders: the outbox (a million rows after a few years) is never loaded,
+        and the plan is streamed into the table in batches, never held whole.
 
-        ``planned`` holds reminders and overdue notices (:attr:`PlannedReminder.kind`).
-        New (kind, occurrence, unit, offset) keys are inserted (``ON CONFLICT DO NOTHING``:
-        sent and other final rows are protected by the unique key); open rows whose time
-        moved, and rows this re-planning cancelled earlier that are planned again, are
-        re-armed (never rows cancelled because the unit confirmed); open rows no longer
-        planned are cancelled.
+        ``planned`` holds reminders and overdue notices (:attr:`PlannedReminder.kind`);
+        those firing after :data:`PLANNING_HORIZON` are left for a later (daily) apply.
+        New (kind, occurrence, unit, offset) keys are inserted (``INSERT … SELECT … ON
+        CONFLICT DO NOTHING``: sent and other final rows are protected by the unique key);
+        open rows whose time moved, and rows this re-planning cancelled earlier that are
+        planned again, are re-armed (never rows cancelled because the unit confirmed);
+        open rows no longer planned are cancelled.
         """
         session = self.session
         connection = session.connection()
+        dialect = connection.dialect.name
         connection.execute(text(f"DROP TABLE IF EXISTS {_PLANNED.name}"))
         _PLANNED.create(connection)
-        wanted: dict[str, dict[str, object]] = {}
-        new_rows = []
+        insert_planned = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(
+            _PLANNED).on_conflict_do_nothing()
+        horizon = self.now + PLANNING_HORIZON
+        batch: list[dict[str, object]] = []
         for reminder in planned:
-            key = reminder.key
-            wanted[key] = {"key": key, "fire_at": reminder.fire_at}
-            if reminder.fire_at > self.now:  # past ones are never created
-                new_rows.append(new_row(
-                    key, reminder.kind, fire_at=reminder.fire_at, created_at=self.now,
-                    unit=reminder.unit, uids=[reminder.uid], offset=reminder.offset.text))
-        if wanted:
-            connection.execute(insert(_PLANNED), list(wanted.values()))
+            if reminder.fire_at > horizon:
+                continue
+            batch.append({"key": reminder.key, "kind": reminder.kind, "unit": reminder.unit,
+                          "uid": reminder.uid, "offset": reminder.offset.text,
+                          "fire_at": reminder.fire_at})
+            if len(batch) >= 5000:
+                connection.execute(insert_planned, batch)
+                batch = []
+        if batch:
+            connection.execute(insert_planned, batch)
         p = _PLANNED.c
         moved = connection.execute(
             update(OutboxRow).where(
@@ -220,7 +238,19 @@ class _Apply:
             .values(fire_at=p.fire_at, next_attempt_at=p.fire_at, state="pending",
                     attempts=0, last_error=None))
         self.result.reminders_moved = moved.rowcount
-        self.result.reminders_added = insert_new(session, new_rows)
+        json_array = func.json_build_array if dialect == "postgresql" else func.json_array
+        added = connection.execute(
+            (postgresql_insert if dialect == "postgresql" else sqlite_insert)(OutboxRow)
+            .from_select(
+                ["idempotency_key", "kind", "unit", "occurrence_uids", "offset", "fire_at",
+                 "state", "attempts", "next_attempt_at", "payload", "created_at"],
+                select(p.key, p.kind, p.unit, json_array(p.uid), p.offset, p.fire_at,
+                       literal_column("'pending'"), literal_column("0"), p.fire_at,
+                       literal_column("'{}'"), literal(self.now, UTCDateTime()))
+                .where(p.fire_at > self.now))  # past ones are never created
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(OutboxRow.id))
+        self.result.reminders_added = sum(1 for _ in added)  # rowcount is -1 on psycopg
         cancelled = connection.execute(
             update(OutboxRow).where(
                 OutboxRow.kind.in_(_PLANNED_KINDS), OutboxRow.state.in_(_OPEN_STATES),
@@ -234,7 +264,7 @@ def apply_revision(
     factory: sessionmaker[Session],
     config: MilestoneConfig,
     occurrences: Sequence[Occurrence],
-    reminders: Sequence[PlannedReminder],
+    reminders: Iterable[PlannedReminder],
     *,
     settings: Settings,
     now: datetime,

@@ -42,7 +42,7 @@ from notifications.outbox import (
     release_owned,
     skip_missed,
 )
-from notifications.planning import plan_overdue, plan_reminders
+from notifications.planning import planned_emails
 from notifications.transport import Transport
 from scheduler import sd_notify
 from scheduler.apply import ApplyResult, apply_revision, record_rejected
@@ -130,11 +130,8 @@ class Daemon:
         except UserError as exc:
             log.error("config rejected: %s", exc)
             return False
-        calendar = working_calendar(config)
-        reminders = [*plan_reminders(occurrences, config.units, calendar,
-                                     self.settings.reminders, self.settings.tz),
-                     *plan_overdue(occurrences, config.units, calendar,
-                                   self.settings.reminders, self.settings.tz)]
+        reminders = planned_emails(occurrences, config.units, working_calendar(config),
+                                   self.settings.reminders, self.settings.tz)
         result = apply_revision(self.factory, config, occurrences, reminders,
                                 settings=self.settings, now=now,
                                 window=f"{window.first}..{window.last}")

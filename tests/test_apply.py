@@ -6,7 +6,7 @@ Runs on a real SQLite file and on the real PostgreSQL (MOCD_TEST_POSTGRES_URL).
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from notifications.planning import plan_reminders
-from scheduler.apply import ApplyResult, apply_revision
+from scheduler.apply import PLANNING_HORIZON, ApplyResult, apply_revision
 from scheduler.expand import Window, expand, working_calendar
 from scheduler.models import ConfigRevision, OutboxRow, StoredOccurrence
 from tests.engine import UNITS, load
@@ -186,3 +186,21 @@ def test_a_milestone_removed_then_restored_is_reminded_again(factory) -> None:
     apply(factory, config_text())
     states = {r.idempotency_key: r.state for r in outbox(factory, "reminder")}
     assert states["reminder:milestone.bao-cao@mocd.local:ubnd-xa-a:3d"] == "pending"
+
+
+def test_reminders_enter_the_outbox_within_the_planning_horizon(factory) -> None:
+    """Ten years of recurrences for thousands of units would be millions of rows at once:
+    a reminder is put in the outbox once it fires within PLANNING_HORIZON, by the apply of
+    that day (the daemon re-applies daily, the revision naming its window)."""
+    far = (NOW + PLANNING_HORIZON + timedelta(days=30)).date()
+    text = config_text(extra=f"""
+  - {{id: xa, title: Xa, when: {far.isoformat()}, units: [phong-noi-vu], reminders: [7d]}}
+""")
+    apply(factory, text)
+    keys = [r.idempotency_key for r in outbox(factory, "reminder")]
+    assert not [k for k in keys if "milestone.xa@" in k]
+    later = NOW + timedelta(days=60)  # now it fires within the horizon
+    result = apply(factory, text + "# the next day's apply\n", now=later)
+    assert result.summary["reminders_added"] == 1
+    [row] = [r for r in outbox(factory, "reminder") if "milestone.xa@" in r.idempotency_key]
+    assert row.state == "pending"

@@ -16,17 +16,21 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 MOCD = Path(sys.executable).parent / "mocd"
 
-CONFIG = """\
+# Far enough ahead that nothing fires during a test, near enough to be planned now
+# (the outbox holds what fires within scheduler.apply.PLANNING_HORIZON).
+DUE = (datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")) + timedelta(days=200)).date()
+CONFIG = f"""\
 units:
-  - {id: phong-noi-vu, name: Phòng Nội vụ, email: noivu@huyen.example.vn}
+  - {{id: phong-noi-vu, name: Phòng Nội vụ, email: noivu@huyen.example.vn}}
 milestones:
-  - {id: ho-so, title: Gửi hồ sơ đề nghị khen thưởng, when: 2099-06-30, units: [phong-noi-vu],
-     reminders: [7d]}
+  - {{id: ho-so, title: Gửi hồ sơ đề nghị khen thưởng, when: {DUE}, units: [phong-noi-vu],
+     reminders: [7d]}}
 """
 
 
@@ -112,7 +116,7 @@ def test_a_due_reminder_is_written_to_the_file_outbox_once(daemon: Daemon) -> No
     daemon.start()
     daemon.notify.wait_for("READY=1")
     assert daemon.stop() == 0
-    # Make the planned reminder due a minute ago (as if 2099 had come).
+    # Make the planned reminder due a minute ago (as if its day had come).
     due = (datetime.now(UTC) - timedelta(minutes=1)).replace(tzinfo=None).isoformat(" ")
     with sqlite3.connect(daemon.state / "mocd.sqlite3") as db:
         assert db.execute("UPDATE outbox SET fire_at = ?, next_attempt_at = ? "
