@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from scheduler.database import transaction
+from scheduler.database import engine_of, transaction
 from scheduler.models import OutboxRow
 
 DEFAULT_LEASE = timedelta(minutes=5)
@@ -99,6 +99,13 @@ class Failed:
 Outcome = Sent | Retry | Failed
 
 
+# Sent rows, by primary key in one executemany (Core: a third of the ORM's CPU per call).
+_MARK_SENT = (update(OutboxRow).where(OutboxRow.id == bindparam("b_id"))
+              .values(state="sent", sent_at=bindparam("b_at"), smtp_reply=bindparam("b_reply"),
+                      message_id=bindparam("b_mid"), lease_until=None, lease_owner=None,
+                      last_error=None))
+
+
 def record(factory: sessionmaker[Session], outcomes: Sequence[Outcome], *,
            now: datetime) -> list[str]:
     """Record what happened to sent messages, all in one transaction; returns each
@@ -106,20 +113,18 @@ def record(factory: sessionmaker[Session], outcomes: Sequence[Outcome], *,
 
     One transaction for many outcomes is what lets the dispatcher keep up with the SMTP
     server (a commit per message cost more CPU than sending it); a failure and its report
-    are in the same transaction, so a crash cannot lose the report. Sent rows are updated
-    by primary key in one executemany.
+    are in the same transaction, so a crash cannot lose the report. Core statements on a
+    connection, not the ORM: this runs once per email.
     """
     states: list[str] = []
     sent: list[dict[str, object]] = []
-    with transaction(factory) as session:
+    with engine_of(factory).begin() as connection:
         for outcome in outcomes:
             if isinstance(outcome, Sent):
-                sent.extend({"id": i, "state": "sent", "sent_at": now,
-                             "smtp_reply": outcome.reply, "message_id": outcome.message_id,
-                             "lease_until": None, "lease_owner": None, "last_error": None}
-                            for i in outcome.ids)
+                sent.extend({"b_id": i, "b_at": now, "b_reply": outcome.reply,
+                             "b_mid": outcome.message_id} for i in outcome.ids)
                 for i, report in enumerate(outcome.reports):
-                    _queue_report(session, f"refused:{min(outcome.ids)}:{i}", now, report)
+                    _queue_report(connection, f"refused:{min(outcome.ids)}:{i}", now, report)
                 states.append("sent")
                 continue
             if isinstance(outcome, Retry):
@@ -127,14 +132,14 @@ def record(factory: sessionmaker[Session], outcomes: Sequence[Outcome], *,
                 values: dict[str, object] = {"next_attempt_at": now + backoff(outcome.attempts)}
             else:
                 state, values = "failed", {}
-            session.execute(update(OutboxRow).where(OutboxRow.id.in_(outcome.ids)).values(
+            connection.execute(update(OutboxRow).where(OutboxRow.id.in_(outcome.ids)).values(
                 state=state, last_error=outcome.error, lease_until=None, lease_owner=None,
                 **values))
             if state == "failed" and outcome.report is not None:
-                _queue_report(session, f"failure:{min(outcome.ids)}", now, outcome.report)
+                _queue_report(connection, f"failure:{min(outcome.ids)}", now, outcome.report)
             states.append(state)
         if sent:
-            session.execute(update(OutboxRow), sent)  # ORM bulk UPDATE by primary key
+            connection.execute(_MARK_SENT, sent)
     return states
 
 
@@ -173,14 +178,14 @@ def new_row(key: str, kind: str, *, fire_at: datetime, created_at: datetime,
             "next_attempt_at": fire_at, "payload": payload or {}, "created_at": created_at}
 
 
-def insert_new(session: Session, rows: Sequence[dict[str, object]]) -> int:
+def insert_new(session: Session | Connection, rows: Sequence[dict[str, object]]) -> int:
     """Insert rows whose idempotency key is new; existing keys are left alone.
 
     ``INSERT … ON CONFLICT (idempotency_key) DO NOTHING`` on SQLite and PostgreSQL:
     the unique key, not a prior read, is what keeps every message single.
     Returns how many rows were inserted.
     """
-    dialect = session.get_bind().dialect.name
+    dialect = (session.get_bind() if isinstance(session, Session) else session).dialect.name
     insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
     added = 0
     for start in range(0, len(rows), 2000):  # under both databases' parameter limits
@@ -191,7 +196,7 @@ def insert_new(session: Session, rows: Sequence[dict[str, object]]) -> int:
     return added
 
 
-def _queue_report(session: Session, key: str, now: datetime,
+def _queue_report(session: Session | Connection, key: str, now: datetime,
                   report: dict[str, object]) -> None:
     """A ``delivery_failure`` row; the dispatcher sends all due ones as one email."""
     insert_new(session, [new_row(key, "delivery_failure", fire_at=now, created_at=now,

@@ -70,6 +70,13 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def engine_of(factory: sessionmaker[Session]) -> Engine:
+    """The engine a session factory binds to (for Core statements on hot paths)."""
+    bind = factory.kw["bind"]
+    assert isinstance(bind, Engine)
+    return bind
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on error."""
