@@ -327,7 +327,32 @@ class PositionIndex:
                 return _line_column(self.raw, offset)
         if t.has_children(node):  # a block mapping or flow list: where its first item is
             return self._position(t.first_child(node), at_key=True)
+        if t.is_seq(node) or t.is_map(node):  # `- []` or `- {}`: no key, value or item
+            after = self._end_before(node)
+            if after is not None:
+                found = self.raw.find(b"[" if t.is_seq(node) else b"{", after)
+                if found >= 0:
+                    return _line_column(self.raw, found)
         return 1, 1
+
+    def _end_before(self, node: int) -> int | None:
+        """Where the text before ``node`` ends: its previous sibling's, else its parent's
+        key (an empty container has no text of its own that the tree points at)."""
+        t = self._tree
+        before = t.prev_sibling(node)
+        return self._end_of(before if before != ryml.NONE else t.parent(node))
+
+    def _end_of(self, node: int) -> int | None:
+        """Where the text of ``node`` ends: its value, else its key, else its last item."""
+        t = self._tree
+        if node == ryml.NONE:
+            return None
+        for has, view in ((t.has_val, t.val), (t.has_key, t.key)):
+            if has(node) and len(view(node)):
+                offset = _address(view(node)) - self._base
+                if 0 <= offset <= len(self.raw):
+                    return offset + len(view(node))
+        return self._end_of(t.last_child(node)) if t.has_children(node) else None
 
 
 def locate(diagnostics: Sequence[Diagnostic], raw: bytes) -> list[Diagnostic]:

@@ -126,8 +126,6 @@ def test_a_list_or_mapping_inside_a_list_of_text(check, item, expected):
     assert lines == [expected]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an empty list inside a list has no first item "
-                   "to point at and is located at 1:1 instead of its line")
 def test_an_empty_list_inside_a_list_of_text(check):
     lines = check({"a.yaml": """
         units:
@@ -139,6 +137,18 @@ def test_an_empty_list_inside_a_list_of_text(check):
     """})
     # line 6 `      - []`: 6 + `- ` (2) → the `[` is column 9
     assert lines == ["cfg/a.yaml:6:9: units[0].email[1]: expected text, got a list"]
+
+
+def test_an_empty_mapping_first_in_a_list_of_text(check):
+    lines = check({"a.yaml": """
+        units:
+          - id: phong-tu-phap
+            name: Phòng Tư pháp
+            email:
+              - {}
+              - tuphap@bato.example.vn
+    """})
+    assert lines == ["cfg/a.yaml:5:9: units[0].email[0]: expected text, got a mapping"]
 
 
 def test_every_must_be_a_whole_number(check):
