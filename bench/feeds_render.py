@@ -167,9 +167,9 @@ def run(scenario: str, params: gen_config.Params, out: Path, sample_every: int,
             baseline_sample_feeds=len(sample), baseline_sample_events=sample_events,
             baseline_sample_seconds=sample_seconds,
             baseline_estimated_seconds=sample_seconds * all_events / max(1, sample_events),
-            body_bytes=sum(len(f.body) for f in feeds.values()),
+            body_bytes=sum(f.size for f in feeds.values()),
             gzip_bytes=sum(len(f.gzip) for f in feeds.values()), gzip_level=gzip_level,
-            largest_feed=max(len(f.body) for f in feeds.values()),
+            largest_feed=max(f.size for f in feeds.values()),
             peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             python=platform.python_version(), cpus=os.cpu_count() or 1)
         engine.dispose()
@@ -191,8 +191,9 @@ def print_result(r: Result) -> None:
           f"→ estimated for all feeds: {r.baseline_estimated_seconds:.1f} s")
     print(f"   ratio baseline / re-render after the widest change: "
           f"{r.baseline_estimated_seconds / worst:.0f}×  (target for the re-render: < 5 s)")
-    print(f"   feeds in memory: {r.body_bytes / 1e6:.0f} MB bodies + {r.gzip_bytes / 1e6:.0f} MB "
-          f"gzip (level {r.gzip_level}); largest feed {r.largest_feed / 1e3:.0f} kB")
+    print(f"   feeds in memory: {r.gzip_bytes / 1e6:.0f} MB of gzip (level {r.gzip_level}; the "
+          f"{r.body_bytes / 1e6:.0f} MB of bodies are not kept); largest feed "
+          f"{r.largest_feed / 1e3:.0f} kB")
     print(f"   peak RSS of the whole benchmark {r.peak_rss_mb:.0f} MB; Python {r.python}, "
           f"{r.cpus} CPUs")
 
