@@ -245,6 +245,10 @@ def feed(ctx: Context, unit: str | None, campaign: str | None, everything: bool,
         assert unit is not None
         key = FeedKey("unit", unit)
         if key not in plans:
+            config = read_config(config_dir or settings.config_dir).config
+            if config is not None and unit in config.members:
+                raise UserError(f"'{unit}' is a group; its units have feeds, a group has none "
+                                "(mocd tokens list prints them)")
             known = [k.id for k in plans if k.kind == "unit"]
             raise UserError(f"unknown unit '{unit}'{did_you_mean(unit, known)}")
     out = sys.stdout.buffer

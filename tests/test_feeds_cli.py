@@ -134,6 +134,13 @@ def test_export_feeds_removes_the_feeds_of_a_removed_unit(run_cli: RunCli, cfg: 
     assert (site / "units" / "notes.txt").exists()  # not an export's file: left alone
 
 
+def test_a_group_has_no_feed_of_its_own(run_cli: RunCli, cfg: Path) -> None:
+    code, out, err = run_cli(["feed", "ubnd-cac-xa", "--config", "cfg"])
+    assert (code, out) == (1, "")
+    assert err == ("mocd: 'ubnd-cac-xa' is a group; its units have feeds, a group has none "
+                   "(mocd tokens list prints them)\n")
+
+
 def test_export_feeds_into_a_file_is_a_runtime_error(run_cli: RunCli, cfg: Path) -> None:
     (cfg.parent / "taken").write_text("")
     code, out, err = run_cli(["export-feeds", "taken/site", "--config", "cfg"])
