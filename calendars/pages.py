@@ -22,8 +22,9 @@ campaign's ``owner``; a campaign without a period: the leads of its deadlines); 
 agenda page, the unit's feed token — the one in its feed URL.
 
 The client address recorded with a confirmation is the TCP peer (:attr:`request.remote`):
-no ``X-Forwarded-For``/``Forwarded`` header is believed, since anyone can send one. Behind
-a reverse proxy the proxy's address is recorded.
+no ``X-Forwarded-For`` header is believed, since anyone can send one — unless the peer is
+one of ``http.trusted_proxies``; then the address that proxy saw (the last entry of its
+``X-Forwarded-For``) is recorded.
 """
 
 from __future__ import annotations
@@ -335,11 +336,19 @@ class Pages:
             action = ""  # a POST not from our page: change nothing, show the page again
         by = one_line(field("by"))[:200]  # one line, no control characters: it is logged
         page = await asyncio.to_thread(self._confirm_page, token, uid, unit, now,
-                                       action, by, request.remote)
+                                       action, by, self._client(request))
         if page is None:
             return None
         body, notice = page
         return _html(body, 403 if notice == "stale" else 200)
+
+    def _client(self, request: web.BaseRequest) -> str | None:
+        """The client's address: the peer, or what a trusted reverse proxy says it saw."""
+        peer = request.remote
+        if peer not in self.settings.http.trusted_proxies:
+            return peer
+        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+        return forwarded[:100] or peer
 
     def _confirm_page(self, token: str, uid: str, unit: str, now: datetime,
                       action: str | None, by: str | None, address: str | None

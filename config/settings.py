@@ -7,6 +7,7 @@ README's table.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -53,6 +54,18 @@ def _offsets(value: Any) -> Any:
     return value
 
 
+def _addresses(value: Any) -> Any:
+    """IP addresses, from a list or comma-separated text (MOCD_HTTP__TRUSTED_PROXIES)."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        try:
+            return tuple(str(ipaddress.ip_address(str(v).strip())) for v in value)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
 def _from_text(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
     """A validator that parses text with one of the config's parsers (TOML may give objects)."""
 
@@ -85,6 +98,9 @@ class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8470, ge=0, le=65535)
     public_feeds: bool = False
+    # Reverse proxies whose X-Forwarded-For is believed (the client address recorded with
+    # a confirmation); empty: the TCP peer is the client, whatever the headers say.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_addresses)] = ()
 
 
 class MailSettings(_Section):

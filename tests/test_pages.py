@@ -707,3 +707,26 @@ def test_the_daemon_serves_the_pages(daemon: DaemonProcess) -> None:
     finally:
         engine.dispose()
     assert stored[("milestone.ho-so@mocd.local", "phong-noi-vu")].confirmed_by == "Văn thư"
+
+
+def test_behind_a_trusted_proxy_the_address_it_saw_is_recorded(
+        factory: sessionmaker[Session]) -> None:
+    """With http.trusted_proxies naming the peer (nginx on the same host), the last entry
+    of X-Forwarded-For is the client; a spoofed first entry is not believed."""
+    apply(factory)
+    clock = FixedClock(NOW)
+    tokens = FeedTokens(FEED_KEY)
+    settings = Settings(public_url=PUBLIC, http={"trusted_proxies": ["127.0.0.1"]})
+    pages = Pages(factory, tokens, settings=settings, clock=clock, confirm_key=CONFIRM_KEY,
+                  form_key=FORM_KEY)
+    running = Running(FeedServer(StaticFeeds(), tokens, ServerOptions(port=0), Metrics(),
+                                 pages=pages))
+    try:
+        path = confirm_path(HO_SO, "phong-dan-toc")
+        fields = form_of(request(running.port, path))
+        reply = request(running.port, path, "POST", fields,
+                        {"X-Forwarded-For": "198.51.100.66, 203.0.113.9"})
+        assert reply.status == 200
+    finally:
+        running.close()
+    assert confirmations(factory)[(HO_SO, "phong-dan-toc")].address == "203.0.113.9"

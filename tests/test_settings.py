@@ -253,6 +253,14 @@ def test_feed_refresh_refuses_what_rfc5545_or_common_sense_does_not_allow(bad):
         Settings(feeds={"refresh": bad})
 
 
+def test_trusted_proxies_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MOCD_HTTP__TRUSTED_PROXIES", "127.0.0.1, ::1")
+    assert load_settings(None).http.trusted_proxies == ("127.0.0.1", "::1")
+    monkeypatch.setenv("MOCD_HTTP__TRUSTED_PROXIES", "nginx.local")
+    with pytest.raises(UserError, match="trusted_proxies"):
+        load_settings(None)
+
+
 def test_bad_value_from_the_environment(monkeypatch):
     monkeypatch.setenv("MOCD_HTTP__PORT", "abc")
     assert error_of() == ("settings (MOCD_* environment): http.port: Input should be a valid "
