@@ -262,6 +262,7 @@ class AnniversarySpec(Spec):
 class MilestoneSpec(Spec):
     id: Slug
     title: Title
+    title_en: Title | None = None  # for units whose language is en
     kind: Kind = "deadline"
     when: When
     duration: Length | None = None
@@ -285,6 +286,7 @@ class PeriodSpec(Spec):
 class CampaignSpec(Spec):
     id: Slug
     title: Title
+    title_en: Title | None = None  # the campaign period's title for units in English
     document: Text = ""
     description: Text = ""
     url: Text = ""

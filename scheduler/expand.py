@@ -320,6 +320,7 @@ class Expander:
             out.append(Occurrence(
                 uid=f"{prefix}.{key}@{self.domain}" if key else f"{prefix}@{self.domain}",
                 title=milestone.title,
+                title_en=milestone.title_en,
                 kind=milestone.kind,
                 span=span,
                 units=units,
@@ -349,6 +350,7 @@ class Expander:
         return Occurrence(
             uid=f"{campaign.id}.period@{self.domain}",
             title=campaign.title,
+            title_en=campaign.title_en,
             kind="period",
             span=span,
             units=self._recipients(campaign.units, campaign.owner, span.first),

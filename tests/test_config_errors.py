@@ -318,9 +318,9 @@ def test_unknown_milestone_key_without_a_close_match(check):
     """})
     # line 6 `    zzz: 1`: the key is column 5
     assert lines == [
-        "cfg/a.yaml:6:5: milestones[0].zzz: unknown key 'zzz'; allowed: id, title, kind, when, "
-        "duration, description, units, lead, cc, submit_to, location, url, reminders, "
-        "on_non_working_day, cancelled"
+        "cfg/a.yaml:6:5: milestones[0].zzz: unknown key 'zzz'; allowed: id, title, title_en, "
+        "kind, when, duration, description, units, lead, cc, submit_to, location, url, "
+        "reminders, on_non_working_day, cancelled"
     ]
 
 

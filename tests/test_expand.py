@@ -259,3 +259,21 @@ def test_a_reference_cycle_is_an_error_naming_the_cycle() -> None:
     with pytest.raises(ConfigError) as info:
         expand(config, Window(date(2024, 1, 1), date(2024, 12, 31)))
     assert "reference cycle: a → b → a" in str(info.value)
+
+
+def test_english_titles_of_milestones_and_campaign_periods() -> None:
+    found = occurrences(UNITS + """
+campaigns:
+  - id: thi-dua
+    title: Phong trào thi đua
+    title_en: Emulation campaign
+    units: [phong-noi-vu]
+    period: {start: 2024-01-01, end: 2024-12-31}
+    milestones:
+      - {id: ho-so, title: Gửi hồ sơ, title_en: Send the files, when: 2024-05-30}
+      - {id: bao-cao, title: Báo cáo, when: 2024-06-28}
+""")
+    assert found["thi-dua.ho-so"].title_in("en") == "Send the files"
+    assert found["thi-dua.ho-so"].title_in("vi") == "Gửi hồ sơ"
+    assert found["thi-dua.bao-cao"].title_in("en") == "Báo cáo"  # no English: as written
+    assert found["thi-dua.period"].title_in("en") == "Emulation campaign"
