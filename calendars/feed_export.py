@@ -30,7 +30,7 @@ from calendars.feed_cache import builder_from_config, builder_from_database
 from calendars.feed_types import FeedKey
 from calendars.feeds import SIZE_WARNING, ExtraLines, FeedBuilder
 from config.settings import Settings
-from scheduler.database import connect, is_current, session_factory
+from scheduler.database import connect, existing_store, is_current, session_factory
 from scheduler.models import ConfigRevision
 
 _SAFE_ID = re.compile(r"[a-z0-9][a-z0-9-]*")  # config ids are slugs: safe as file names
@@ -52,13 +52,9 @@ def applied_database(settings: Settings) -> str | None:
     could print an older or newer state than the daemon serves).
     """
     url = settings.effective_database_url
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
-            return None
-        if not Path(parsed.database).is_file():
-            return None
-    engine = connect(url)
+    engine = existing_store(url)
+    if engine is None:
+        return None
     try:
         if not is_current(engine):
             return None

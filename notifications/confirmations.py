@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifications.planning import PLANNED_KINDS, key_prefix
 from scheduler.database import transaction
 from scheduler.models import Confirmation, OutboxRow
 
@@ -92,8 +93,9 @@ class ConfirmOutcome:
 def _open_rows(uid: str, unit: str) -> list[ColumnElement[bool]]:
     """The unit's reminder and overdue rows of one occurrence (by their key's prefix)."""
     return [OutboxRow.unit == unit,
-            or_(*(OutboxRow.idempotency_key.startswith(f"{kind}:{uid}:{unit}:", autoescape=True)
-                  for kind in ("reminder", "overdue")))]
+            or_(*(OutboxRow.idempotency_key.startswith(key_prefix(kind, uid, unit),
+                                                        autoescape=True)
+                  for kind in PLANNED_KINDS))]
 
 
 def confirm(factory: sessionmaker[Session], uid: str, unit: str, *, now: datetime,

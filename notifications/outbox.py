@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifications.planning import PLANNED_KINDS
 from scheduler.database import engine_of, transaction
 from scheduler.models import OutboxRow
 
@@ -230,7 +231,7 @@ def skip_missed(factory: sessionmaker[Session], *, now: datetime, catch_up: time
     with transaction(factory) as session:
         result = session.execute(
             update(OutboxRow)
-            .where(OutboxRow.state == "pending", OutboxRow.kind.in_(("reminder", "overdue")),
+            .where(OutboxRow.state == "pending", OutboxRow.kind.in_(PLANNED_KINDS),
                    OutboxRow.attempts == 0, OutboxRow.fire_at < now - catch_up)
             .values(state="skipped",
                     last_error=f"missed by more than {catch_up} (the daemon was not running)"))

@@ -19,6 +19,13 @@ from scheduler.offsets import Offset
 from scheduler.working_days import WorkingCalendar
 
 PlannedKind = Literal["reminder", "overdue"]
+PLANNED_KINDS: tuple[PlannedKind, ...] = ("reminder", "overdue")  # the outbox rows the plan owns
+
+
+def key_prefix(kind: str, uid: str, unit: str | None = None) -> str:
+    """The start of the outbox keys of ``kind`` for one occurrence (and one unit): the one
+    place that knows how :attr:`PlannedReminder.key` is written."""
+    return f"{kind}:{uid}:" if unit is None else f"{kind}:{uid}:{unit}:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +43,7 @@ class PlannedReminder:
     @property
     def key(self) -> str:
         """The outbox idempotency key: one email per (kind, occurrence, unit, offset)."""
-        return f"{self.kind}:{self.uid}:{self.unit}:{self.offset.text}"
+        return key_prefix(self.kind, self.uid, self.unit) + self.offset.text
 
     def sort_key(self) -> tuple[datetime, str, str]:
         return (self.fire_at, self.uid, self.unit)

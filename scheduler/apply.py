@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.loader import MilestoneConfig
 from config.settings import Settings
 from notifications.outbox import insert_new, new_row
-from notifications.planning import PlannedReminder
+from notifications.planning import PLANNED_KINDS, PlannedReminder
 from scheduler.database import transaction
 from scheduler.models import ConfigRevision, OutboxRow, StoredOccurrence, Unit, UTCDateTime
 from scheduler.occurrences import Occurrence, fingerprint, to_record
@@ -48,7 +48,6 @@ from scheduler.occurrences import Occurrence, fingerprint, to_record
 NOTICE_HORIZON = timedelta(days=90)
 _ADVISORY_LOCK_KEY = 0x6D6F6364  # "mocd"
 _OPEN_STATES = ("pending", "failed")  # reminder rows a reload may still change
-_PLANNED_KINDS = ("reminder", "overdue")  # the outbox rows the plan owns
 NOT_PLANNED = "no longer planned by the config"  # last_error of rows re-planning cancelled
 # The reminders a revision plans, for set-based re-planning (per connection, dropped after).
 _PLANNED = Table("mocd_planned", MetaData(),
@@ -231,7 +230,7 @@ class _Apply:
         p = _PLANNED.c
         moved = connection.execute(
             update(OutboxRow).where(
-                OutboxRow.idempotency_key == p.key, OutboxRow.kind.in_(_PLANNED_KINDS),
+                OutboxRow.idempotency_key == p.key, OutboxRow.kind.in_(PLANNED_KINDS),
                 or_(and_(OutboxRow.state.in_(_OPEN_STATES), OutboxRow.fire_at != p.fire_at),
                     and_(OutboxRow.state == "cancelled", OutboxRow.last_error == NOT_PLANNED,
                          p.fire_at > self.now)))
@@ -253,7 +252,7 @@ class _Apply:
         self.result.reminders_added = sum(1 for _ in added)  # rowcount is -1 on psycopg
         cancelled = connection.execute(
             update(OutboxRow).where(
-                OutboxRow.kind.in_(_PLANNED_KINDS), OutboxRow.state.in_(_OPEN_STATES),
+                OutboxRow.kind.in_(PLANNED_KINDS), OutboxRow.state.in_(_OPEN_STATES),
                 ~exists().where(p.key == OutboxRow.idempotency_key))
             .values(state="cancelled", last_error=NOT_PLANNED))
         self.result.reminders_cancelled = cancelled.rowcount

@@ -119,6 +119,22 @@ def with_range(func: Any) -> Any:
     return config_option(func)
 
 
+def one_feed(func: Any) -> Any:
+    """``UNIT | --campaign ID | --all``: the feed a command acts on (``feed``, ``tokens
+    rotate``); :func:`_check_one_feed` says when not exactly one is given."""
+    func = config_option(func)
+    func = click.option("--all", "everything", is_flag=True,
+                        help="The feed of every occurrence (its token is the admin's).")(func)
+    func = click.option("--campaign", default=None, metavar="ID",
+                        help="The feed of this campaign.")(func)
+    return click.argument("unit", required=False)(func)
+
+
+def _check_one_feed(unit: str | None, campaign: str | None, everything: bool) -> None:
+    if sum((unit is not None, campaign is not None, everything)) != 1:
+        raise click.UsageError("give exactly one of UNIT, --campaign ID or --all")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--settings", "settings_file", type=click.Path(path_type=Path), default=None,
               envvar="MOCD_SETTINGS", help="Settings file (default: /etc/mocd/mocd.toml).")
@@ -213,10 +229,7 @@ def reminders(ctx: Context, config_dir: Path | None, unit: str | None, start: st
 
 
 @cli.command()
-@click.argument("unit", required=False)
-@click.option("--campaign", default=None, metavar="ID", help="The feed of this campaign.")
-@click.option("--all", "everything", is_flag=True, help="The feed of every occurrence.")
-@config_option
+@one_feed
 @click.pass_obj
 def feed(ctx: Context, unit: str | None, campaign: str | None, everything: bool,
          config_dir: Path | None) -> None:
@@ -228,8 +241,7 @@ def feed(ctx: Context, unit: str | None, campaign: str | None, everything: bool,
     from calendars.feed_export import open_feeds
     from calendars.feed_types import FeedKey
 
-    if sum((unit is not None, campaign is not None, everything)) != 1:
-        raise click.UsageError("give exactly one of UNIT, --campaign ID or --all")
+    _check_one_feed(unit, campaign, everything)
     settings = ctx.settings
     source = open_feeds(settings, config_dir or settings.config_dir,
                         ctx.clock.now(settings.tz))
@@ -493,16 +505,12 @@ def tokens() -> None:
 
 def _token_generations(ctx: Context) -> dict[tuple[str, str], int]:
     """Generations from the database; none yet (no database file, no tables) is all 1."""
-    from sqlalchemy.engine import make_url
-
     from calendars.tokens import load_generations
-    from scheduler.database import session_factory
+    from scheduler.database import existing_store, session_factory
 
-    url = make_url(ctx.settings.effective_database_url)
-    if url.get_backend_name() == "sqlite" and url.database and \
-            not Path(url.database).exists():
+    engine = existing_store(ctx.settings.effective_database_url)
+    if engine is None:
         return {}  # the daemon has not run: every feed is at generation 1
-    engine = _store(ctx)
     try:
         return load_generations(session_factory(engine)) if is_current(engine) else {}
     finally:
@@ -548,20 +556,16 @@ def tokens_list(ctx: Context, config_dir: Path | None, fmt: str) -> None:
 
 
 @tokens.command("rotate")
-@click.argument("unit", required=False)
-@click.option("--campaign", default=None, metavar="ID", help="Rotate a campaign's token.")
-@click.option("--all", "admin", is_flag=True, help="Rotate the admin token (the feed of all).")
-@config_option
+@one_feed
 @click.pass_obj
-def tokens_rotate(ctx: Context, unit: str | None, campaign: str | None, admin: bool,
+def tokens_rotate(ctx: Context, unit: str | None, campaign: str | None, everything: bool,
                   config_dir: Path | None) -> None:
     """Give UNIT's feed a new token; the old URL stops working (within a minute on a
     running daemon)."""
     from calendars.tokens import ADMIN_SUBJECT, FeedTokens, Scope, feed_url, rotate, webcal_url
     from scheduler.database import session_factory
 
-    if sum((unit is not None, campaign is not None, admin)) != 1:
-        raise click.UsageError("give exactly one of UNIT, --campaign ID or --all")
+    _check_one_feed(unit, campaign, everything)
     settings = ctx.settings
     config = load_config(config_dir or settings.config_dir)
     scope: Scope

@@ -239,9 +239,10 @@ class Daemon:
         await self.feeds.start()  # listening before READY; a port in use stops here
         transport = open_transport(self.settings.mail, self.settings.state_dir / "outbox")
         names = await asyncio.to_thread(self._unit_names)
+        secret = await asyncio.to_thread(load_secret, self.settings)  # a file: off the loop
         self.dispatcher = Dispatcher(factory, transport, MessageFactory(
             self.settings, names, self.settings.templates_dir), self.settings, self.clock,
-            self.owner, confirm_key=derive_key(load_secret(self.settings), CONFIRM_PURPOSE))
+            self.owner, confirm_key=derive_key(secret, CONFIRM_PURPOSE))
         scheduler = AsyncIOScheduler(timezone=self.settings.tz)
         scheduler.add_job(self.wake.set, "interval", seconds=SAFETY_INTERVAL.total_seconds(),
                           id="safety", misfire_grace_time=None, coalesce=True)

@@ -66,6 +66,18 @@ def connect(url: str) -> Engine:
     return engine
 
 
+def existing_store(url: str) -> Engine | None:
+    """The database if it may already hold mocd's data, for commands that only read: None
+    for a SQLite file that does not exist (they never create one), else an engine that
+    answers (or a one-line RuntimeFailure). The caller disposes of it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and (
+            not parsed.database or parsed.database == ":memory:"
+            or not Path(parsed.database).is_file()):
+        return None
+    return connect(url)
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

@@ -33,6 +33,7 @@ from notifications.outbox import (
     record,
     release_expired,
 )
+from notifications.planning import PLANNED_KINDS
 from notifications.transport import PermanentError, TransientError, Transport
 from scheduler.clock import Clock
 from scheduler.models import StoredOccurrence, Unit
@@ -83,7 +84,7 @@ def group_rows(rows: Sequence[Claimed]) -> list[_Group]:
     reminders: dict[tuple[str, str | None, datetime], list[Claimed]] = defaultdict(list)
     groups: list[_Group] = []
     for row in rows:
-        if row.kind in ("reminder", "overdue"):
+        if row.kind in PLANNED_KINDS:
             reminders[(row.kind, row.unit, row.fire_at)].append(row)
         else:
             groups.append(_Group((row,)))
@@ -246,7 +247,7 @@ class Dispatcher:
         if unit is None or not unit.emails:
             raise PermanentError(f"unit '{first.unit}' has no email address any more")
         recipient = self._recipient(unit)
-        if first.kind in ("reminder", "overdue"):
+        if first.kind in PLANNED_KINDS:
             items = [self._item(row, occurrence, context) for row in group.rows
                      if (occurrence := occurrences.get(row.occurrence_uids[0])) is not None]
             if not items:

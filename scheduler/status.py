@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from notifications.confirmations import confirmed
+from notifications.planning import PLANNED_KINDS, key_prefix
 from scheduler.models import OutboxRow, StoredOccurrence, Unit
 from scheduler.occurrences import from_record
 
@@ -97,18 +98,18 @@ def _last_reminders(session: Session, uids: Sequence[str]
     found: dict[tuple[str, str], tuple[Literal["sent", "failed"], datetime]] = {}
     for start in range(0, len(uids), 200):
         chunk = uids[start:start + 200]
-        prefixes = [f"{kind}:{uid}:" for uid in chunk for kind in ("reminder", "overdue")]
+        prefixes = [key_prefix(kind, uid) for uid in chunk for kind in PLANNED_KINDS]
         rows = session.execute(
-            select(OutboxRow.idempotency_key, OutboxRow.unit, OutboxRow.state,
+            select(OutboxRow.occurrence_uids, OutboxRow.unit, OutboxRow.state,
                    OutboxRow.fire_at, OutboxRow.sent_at)
-            .where(OutboxRow.kind.in_(("reminder", "overdue")),
+            .where(OutboxRow.kind.in_(PLANNED_KINDS),
                    OutboxRow.state.in_(("sent", "failed")),
                    or_(*(OutboxRow.idempotency_key.startswith(p, autoescape=True)
                          for p in prefixes))))
-        for key, unit, state, fire_at, sent_at in rows:
-            uid = key.split(":", 1)[1].rsplit(":", 2)[0]
-            if unit is None:
+        for occurrence_uids, unit, state, fire_at, sent_at in rows:
+            if unit is None or not occurrence_uids:
                 continue
+            uid = occurrence_uids[0]
             when = sent_at or fire_at
             previous = found.get((uid, unit))
             if previous is None or when > previous[1]:

@@ -57,21 +57,41 @@ class Notifications:
 
 
 class Daemon:
-    def __init__(self, tmp: Path, notify: Notifications) -> None:
+    """``mocd run`` as a child process on ``tmp/config``, state in ``tmp/var``.
+
+    ``port`` 0 lets the daemon take a free port (runs never collide on 8470); a test that
+    fetches from the daemon gives a known free port, which is also its public URL.
+    """
+
+    def __init__(self, tmp: Path, notify: Notifications, port: int = 0) -> None:
         self.tmp = tmp
         self.config = tmp / "config"
         self.state = tmp / "var"
         self.notify = notify
+        self.port = port
         self.log = tmp / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOCD_")}
         env.update(MOCD_STATE_DIR=str(self.state), NOTIFY_SOCKET=str(self.notify.path),
-                   MOCD_SETTINGS=str(self.tmp / "none.toml"),
-                   MOCD_HTTP__PORT="0")  # a free port: runs never collide on 8470
+                   MOCD_SETTINGS=str(self.tmp / "none.toml"), MOCD_HTTP__PORT=str(self.port))
+        if self.port:
+            env["MOCD_PUBLIC_URL"] = f"http://127.0.0.1:{self.port}"
         (self.tmp / "none.toml").write_text("")
         return env
+
+    def mocd(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Another ``mocd`` command beside the daemon, with its settings."""
+        done = self.mocd_bytes(*args)
+        return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(),
+                                           done.stderr.decode())
+
+    def mocd_bytes(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        env = self.env()
+        env.pop("NOTIFY_SOCKET")
+        return subprocess.run([str(MOCD), *args], env=env, cwd=self.tmp, capture_output=True,
+                              timeout=60, check=False)
 
     def start(self) -> None:
         env = self.env()

@@ -13,9 +13,7 @@ import gzip
 import hashlib
 import http.client
 import json
-import os
 import socket
-import subprocess
 import sys
 import threading
 from collections.abc import Coroutine, Iterator
@@ -24,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -51,7 +48,7 @@ from calendars.tokens import (
 from notifications.outbox import insert_new, new_row
 from scheduler.database import transaction
 from tests.conftest import NOW
-from tests.test_daemon import MOCD, Notifications
+from tests.test_daemon import CONFIG, Daemon, Notifications
 
 T = TypeVar("T")
 KEY = derive_key(b"k" * 32, FEED_PURPOSE)
@@ -597,72 +594,18 @@ def test_a_port_in_use_is_a_one_line_runtime_failure(feeds: StaticFeeds) -> None
 
 # -- the daemon -----------------------------------------------------------------------------
 
-# Far enough ahead that nothing fires during a test, near enough to be planned now
-# (the outbox holds what fires within scheduler.apply.PLANNING_HORIZON).
-DUE = (datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")) + timedelta(days=200)).date()
-DAEMON_CONFIG = f"""\
-units:
-  - {{id: phong-noi-vu, name: Phòng Nội vụ, email: noivu@huyen.example.vn}}
-milestones:
-  - {{id: ho-so, title: Gửi hồ sơ đề nghị khen thưởng, when: {DUE}, units: [phong-noi-vu],
-     reminders: [7d]}}
-"""
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-@dataclass
-class DaemonProcess:
-    tmp: Path
-    port: int
-    notify: Notifications
-    process: subprocess.Popen[bytes] | None = None
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MOCD_")}
-        (self.tmp / "none.toml").write_text("")
-        env.update(MOCD_STATE_DIR=str(self.tmp / "var"), MOCD_SETTINGS=str(self.tmp / "none.toml"),
-                   MOCD_HTTP__PORT=str(self.port),
-                   MOCD_PUBLIC_URL=f"http://127.0.0.1:{self.port}",
-                   NOTIFY_SOCKET=str(self.notify.path))
-        return env
-
-    def mocd(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = self.mocd_bytes(*args)
-        return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(),
-                                           done.stderr.decode())
-
-    def mocd_bytes(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        env = self.env()
-        env.pop("NOTIFY_SOCKET")
-        return subprocess.run([str(MOCD), *args], env=env, cwd=self.tmp, capture_output=True,
-                              timeout=60, check=False)
-
-    def start(self) -> None:
-        with (self.tmp / "daemon.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(MOCD), "run", "--config", str(self.tmp / "config")], env=self.env(),
-                cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=log)
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.terminate()
-        return self.process.wait(timeout=20)
-
-    def log(self) -> str:
-        return (self.tmp / "daemon.log").read_text(encoding="utf-8")
-
-
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "plan.yaml").write_text(DAEMON_CONFIG, encoding="utf-8")
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
     notify = Notifications(tmp_path / "notify.sock")
-    d = DaemonProcess(tmp_path, free_port(), notify)
+    d = Daemon(tmp_path, notify, port=free_port())
+    d.config.mkdir()
+    (d.config / "plan.yaml").write_text(CONFIG, encoding="utf-8")
     yield d
     if d.process is not None and d.process.poll() is None:
         d.process.kill()
@@ -670,7 +613,7 @@ def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
     notify.sock.close()
 
 
-def test_the_daemon_serves_health_metrics_and_tokened_urls(daemon: DaemonProcess) -> None:
+def test_the_daemon_serves_health_metrics_and_tokened_urls(daemon: Daemon) -> None:
     daemon.start()
     daemon.notify.wait_for("READY=1")
     health = fetch(daemon.port, "/healthz")
@@ -688,14 +631,14 @@ def test_the_daemon_serves_health_metrics_and_tokened_urls(daemon: DaemonProcess
     [record] = json.loads(listed.stdout)
     assert record["unit"] == "phong-noi-vu"
     assert record["url"].startswith(f"http://127.0.0.1:{daemon.port}/feeds/phong-noi-vu/")
-    assert f"serving feeds on http://127.0.0.1:{daemon.port}" in daemon.log()
+    assert f"serving feeds on http://127.0.0.1:{daemon.port}" in daemon.output()
     assert daemon.stop() == 0
-    assert "stopped" in daemon.log()
+    assert "stopped" in daemon.output()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", daemon.port), timeout=5).close()
 
 
-def test_the_daemon_serves_the_bytes_of_mocd_feed(daemon: DaemonProcess) -> None:
+def test_the_daemon_serves_the_bytes_of_mocd_feed(daemon: Daemon) -> None:
     pytest.importorskip("calendars.feed_cache", reason="feed rendering not wired in yet")
     daemon.start()
     daemon.notify.wait_for("READY=1")
@@ -710,7 +653,7 @@ def test_the_daemon_serves_the_bytes_of_mocd_feed(daemon: DaemonProcess) -> None
     assert daemon.stop() == 0
 
 
-def test_mocd_tokens_rotate_beside_a_running_daemon(daemon: DaemonProcess) -> None:
+def test_mocd_tokens_rotate_beside_a_running_daemon(daemon: Daemon) -> None:
     """The CLI writes the shared store while the daemon holds it (SQLite: two processes)."""
     daemon.start()
     daemon.notify.wait_for("READY=1")
@@ -720,15 +663,15 @@ def test_mocd_tokens_rotate_beside_a_running_daemon(daemon: DaemonProcess) -> No
     assert daemon.stop() == 0
 
 
-def test_the_daemon_exits_3_when_its_port_is_taken(daemon: DaemonProcess) -> None:
+def test_the_daemon_exits_3_when_its_port_is_taken(daemon: Daemon) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", daemon.port))
         taken.listen()
         daemon.start()
         assert daemon.process is not None
         assert daemon.process.wait(timeout=30) == 3
-    assert f"cannot listen on 127.0.0.1:{daemon.port}" in daemon.log()
-    assert "Traceback" not in daemon.log()
+    assert f"cannot listen on 127.0.0.1:{daemon.port}" in daemon.output()
+    assert "Traceback" not in daemon.output()
 
 
 

@@ -49,7 +49,8 @@ from scheduler.expand import Window, expand, working_calendar
 from scheduler.models import Confirmation, OutboxRow
 from scheduler.status import CSV_FIELDS
 from tests.engine import load
-from tests.test_feed_server import DaemonProcess, Running, StaticFeeds
+from tests.test_daemon import Daemon
+from tests.test_feed_server import Running, StaticFeeds
 from tests.test_feed_server import daemon as daemon
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -682,7 +683,7 @@ def test_the_agenda_view_is_pure_and_renders_statically_without_confirm_buttons(
 # -- in the daemon ------------------------------------------------------------------------
 
 
-def test_the_daemon_serves_the_pages(daemon: DaemonProcess) -> None:
+def test_the_daemon_serves_the_pages(daemon: Daemon) -> None:
     """The wiring: FeedService gives the server its pages, with the instance's secret, the
     database and the daemon's clock."""
     daemon.start()
