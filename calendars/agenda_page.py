@@ -228,13 +228,9 @@ def concerns(o: Occurrence, unit: str) -> Role | None:
 
 
 def must_confirm(o: Occurrence, unit: str) -> bool:
-    """Whether ``unit`` is one that does the deadline (and so confirms it): the recipients
-    but the lead, or the lead when it is the only one — the rule of the status page
-    (:func:`scheduler.status.campaign_status`), so the two agree on who is overdue."""
-    if o.kind != "deadline":
-        return False
-    workers = [u for u in o.units if u != o.lead] or list(o.units)
-    return unit in workers
+    """Whether ``unit`` does the deadline and so confirms it (:attr:`Occurrence.workers`,
+    the rule of emails, status and the confirm page)."""
+    return o.kind == "deadline" and unit in o.workers
 
 
 def occurrences_from_rows(rows: Iterable[StoredOccurrence]) -> list[Occurrence]:

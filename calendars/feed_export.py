@@ -30,7 +30,7 @@ from calendars.feed_cache import builder_from_config, builder_from_database
 from calendars.feed_types import FeedKey
 from calendars.feeds import SIZE_WARNING, ExtraLines, FeedBuilder
 from config.settings import Settings
-from scheduler.database import connect, existing_store, is_current, session_factory
+from scheduler.database import connect, existing_store, has_tables, session_factory
 from scheduler.models import ConfigRevision
 
 _SAFE_ID = re.compile(r"[a-z0-9][a-z0-9-]*")  # config ids are slugs: safe as file names
@@ -56,7 +56,7 @@ def applied_database(settings: Settings) -> str | None:
     if engine is None:
         return None
     try:
-        if not is_current(engine):
+        if not has_tables(engine):
             return None
         with Session(engine) as session:
             applied = session.scalar(select(ConfigRevision.id).where(

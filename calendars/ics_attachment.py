@@ -16,7 +16,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, Timezone
+from icalendar import Calendar, Event, Timezone, vCalAddress, vText
 
 from scheduler.occurrences import Occurrence
 from scheduler.vietnamese import long_date
@@ -37,10 +37,11 @@ _LABELS = {
     "vi": {"document": "Văn bản", "lead": "Đơn vị chủ trì", "submit_to": "Gửi về",
            "units": "Đơn vị thực hiện", "window": "Thời gian thực hiện",
            "celebrates": "Chào mừng", "from": "từ", "to": "đến", "campaign": "Thuộc",
-           "more": "đơn vị khác"},
+           "more": "đơn vị khác", "cancelled": "[Đã hủy]"},
     "en": {"document": "Document", "lead": "Lead", "submit_to": "Submit to",
            "units": "Units", "window": "Window", "celebrates": "Celebrating",
-           "from": "from", "to": "to", "campaign": "Part of", "more": "more"},
+           "from": "from", "to": "to", "campaign": "Part of", "more": "more",
+           "cancelled": "[Cancelled]"},
 }
 
 
@@ -233,15 +234,30 @@ def occurrences_ics(
     names: Mapping[str, str] | None = None,
     anniversaries: Mapping[str, str] | None = None,
     method: str | None = "PUBLISH",
+    organizer: tuple[str, str] | None = None,
 ) -> bytes:
-    """A VCALENDAR (METHOD:PUBLISH) with one VEVENT per occurrence, as bytes (CRLF, folded)."""
+    """A VCALENDAR with one VEVENT per occurrence, as bytes (CRLF, folded).
+
+    ``method`` is the iTIP method (RFC 5546): ``PUBLISH``, or ``CANCEL`` for a
+    cancellation, whose SUMMARY also starts with "[Đã hủy]" ("[Cancelled]") for the
+    clients that import it as an event without reading the method (calcurse).
+    ``organizer`` (display name, address) becomes ORGANIZER, which iTIP requires.
+    """
     items = list(occurrences)
     calendar = new_calendar(method)
     add_timezones(calendar, tz, items)
+    tag = _LABELS["en" if language == "en" else "vi"]["cancelled"]
     for o in items:
-        calendar.add_component(occurrence_vevent(
+        event = occurrence_vevent(
             o, tz=tz, uid_domain=uid_domain, language=language, stamp=stamp,
             sequence=None if sequence is None else sequence.get(o.uid), names=names,
-            anniversaries=anniversaries))
+            anniversaries=anniversaries)
+        if method == "CANCEL":
+            event["summary"] = vText(f"{tag} {one_line(o.title_in(language))}")
+        if organizer is not None:
+            name, address = organizer
+            event.add("organizer", vCalAddress(f"mailto:{address}"),
+                      parameters={"cn": one_line(name)} if name.strip() else {})
+        calendar.add_component(event)
     data: bytes = calendar.to_ical()
     return data

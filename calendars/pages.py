@@ -129,6 +129,7 @@ class StatusUnitRow:
     state: Literal["confirmed", "pending", "overdue"]
     state_text: str
     confirmed_at: str
+    confirmed_by: str
     last_reminder: str
     reminder_failed: bool
 
@@ -156,6 +157,7 @@ STATUS_TEXT: dict[str, dict[str, str]] = {
     "vi": {"title": "Tình hình thực hiện", "as_of": "Số liệu lúc {at}.",
            "csv": "Tải về tệp CSV (Excel)", "due": "Hạn", "unit": "Đơn vị",
            "state": "Tình trạng", "confirmed_at": "Xác nhận lúc",
+           "confirmed_by": "Người xác nhận",
            "last_reminder": "Lời nhắc gần nhất",
            "caption": "Tình trạng của từng đơn vị thực hiện",
            "tally": "đã xác nhận {done}/{of} đơn vị", "tally_overdue": ", quá hạn {n}",
@@ -166,7 +168,7 @@ STATUS_TEXT: dict[str, dict[str, str]] = {
            "footer": "Trang do hệ thống nhắc việc mocd tạo, dành cho đơn vị theo dõi."},
     "en": {"title": "Progress", "as_of": "As of {at}.",
            "csv": "Download as CSV (Excel)", "due": "Due", "unit": "Unit",
-           "state": "Status", "confirmed_at": "Confirmed at",
+           "state": "Status", "confirmed_at": "Confirmed at", "confirmed_by": "Confirmed by",
            "last_reminder": "Last reminder", "caption": "Where each unit stands",
            "tally": "{done}/{of} units confirmed", "tally_overdue": ", {n} overdue",
            "overdue": "Overdue and not confirmed: {n} (deadline, unit) pairs.",
@@ -195,6 +197,7 @@ def status_view(statuses: Sequence[DeadlineStatus], *, title: str, token: str,
             name=u.name, state=u.state,
             state_text=t["state_overdue" if u.state == "overdue" else u.state],
             confirmed_at=moment_text(u.confirmed_at, tz, lang) if u.confirmed_at else "",
+            confirmed_by=u.confirmed_by or "",
             last_reminder=(t[u.last_reminder].format(at=moment_text(u.last_reminder_at, tz,
                                                                     lang))
                            if u.last_reminder and u.last_reminder_at else t["never"]),
@@ -237,12 +240,13 @@ def _period_titles(session: Session, campaign: str | None = None) -> dict[str, s
 def _subject(session: Session, uid: str, unit: str, today: date) -> _Subject | None:
     """The occurrence and unit a genuine token names, if the link is still honoured: the
     occurrence exists, is neither removed nor cancelled, the unit is still one of its
-    recipients, and its day is at most 90 days ago."""
+    workers (:attr:`~scheduler.occurrences.Occurrence.workers`: a lead that follows others
+    up has nothing to confirm), and its day is at most 90 days ago."""
     row = session.get(StoredOccurrence, uid)
     if row is None or row.removed_at is not None or row.cancelled:
         return None
     o = from_record(row.data)
-    if unit not in o.units or not link_valid(o.day, today):
+    if o.kind != "deadline" or unit not in o.workers or not link_valid(o.day, today):
         return None
     unit_row = session.get(Unit, unit)
     standing = session.get(Confirmation, (uid, unit))

@@ -84,6 +84,15 @@ _duration = _from_text(parse_duration)
 _time_of_day = _from_text(parse_time_of_day)
 
 
+def _seconds(value: Any) -> Any:
+    """A short duration: ``45s``, ``45`` (seconds) or anything :func:`_duration` takes."""
+    if isinstance(value, str):
+        text = value.strip().lower().removesuffix("s")
+        if text.isdigit():
+            return timedelta(seconds=int(text))
+    return _duration(value)
+
+
 # NoDecode: `MOCD_REMINDERS__DEADLINE=14d,3d` is parsed by _offsets, not as JSON first.
 Offsets = Annotated[tuple[Offset, ...], NoDecode, BeforeValidator(_offsets)]
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
@@ -110,6 +119,17 @@ class MailSettings(_Section):
     concurrency: int = Field(4, ge=1, le=64)
     rate_per_minute: int = Field(0, ge=0)
     max_attempts: int = Field(8, ge=1)
+    # How long a claim of outbox rows lasts without renewal: the daemon renews it every
+    # quarter of it while the rows wait or are sent; a crashed instance's rows are free
+    # again after it at the latest (at once when its death is provable).
+    lease: Annotated[timedelta, BeforeValidator(_seconds)] = timedelta(seconds=60)
+
+    @field_validator("lease")
+    @classmethod
+    def _sane_lease(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=5) <= value <= timedelta(hours=1):
+            raise ValueError("must be between 5s and 1h")
+        return value
 
 
 class ReminderSettings(_Section):

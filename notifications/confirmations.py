@@ -135,15 +135,31 @@ def undo(factory: sessionmaker[Session], uid: str, unit: str, *, now: datetime) 
         return True
 
 
-def confirmed(session: Session, uids: Iterable[str]) -> dict[str, dict[str, datetime]]:
-    """uid → unit → when it confirmed, for the standing confirmations of ``uids``."""
-    found: dict[str, dict[str, datetime]] = {}
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A confirmation in force: when, and who the person said they were (may be None)."""
+
+    at: datetime
+    by: str | None
+
+
+def standing(session: Session, uids: Iterable[str]) -> dict[str, dict[str, Standing]]:
+    """uid → unit → its confirmation, for the standing (not undone) confirmations of
+    ``uids``."""
+    found: dict[str, dict[str, Standing]] = {}
     wanted = list(dict.fromkeys(uids))
     for start in range(0, len(wanted), 500):
         rows = session.execute(
-            select(Confirmation.occurrence_uid, Confirmation.unit, Confirmation.confirmed_at)
+            select(Confirmation.occurrence_uid, Confirmation.unit, Confirmation.confirmed_at,
+                   Confirmation.confirmed_by)
             .where(Confirmation.occurrence_uid.in_(wanted[start:start + 500]),
                    Confirmation.undone_at.is_(None)))
-        for uid, unit, at in rows:
-            found.setdefault(uid, {})[unit] = at
+        for uid, unit, at, by in rows:
+            found.setdefault(uid, {})[unit] = Standing(at, by)
     return found
+
+
+def confirmed(session: Session, uids: Iterable[str]) -> dict[str, dict[str, datetime]]:
+    """uid → unit → when it confirmed, for the standing confirmations of ``uids``."""
+    return {uid: {unit: s.at for unit, s in units.items()}
+            for uid, units in standing(session, uids).items()}

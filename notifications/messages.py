@@ -58,7 +58,8 @@ from calendars.ics_attachment import (
 from config.errors import UserError
 from config.settings import Settings
 from notifications.mime import Attachment, OutgoingMessage, base64_lines, compose
-from scheduler.occurrences import Occurrence
+from scheduler.dates import Span
+from scheduler.occurrences import AnniversaryInfo, Occurrence
 from scheduler.vietnamese import (
     en_long_date,
     english_month,
@@ -103,6 +104,30 @@ class ReminderItem:
     pending: tuple[str, ...] = ()
     confirmed_on: date | None = None  # the recipient confirmed it then (digest items)
     tally: tuple[int, int] | None = None  # (confirmed, of) the other units, for the lead
+
+
+class TemplateFailure(Exception):
+    """A template that does not render (an override naming a variable that does not exist,
+    a filter that fails): the message names the template file and, when known, its line.
+    The dispatcher fails that one message with this text and goes on with the others."""
+
+
+def _template_failure(exc: Exception, path: str) -> TemplateFailure:
+    """Where in which template ``exc`` happened: jinja's rewritten traceback has a frame per
+    template line (an included macro file is named rather than the template including it)."""
+    where = path
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            where = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    lineno = getattr(exc, "lineno", None)
+    source = getattr(exc, "filename", None)
+    if isinstance(source, str) and isinstance(lineno, int):  # a syntax error
+        where = f"{source}:{lineno}"
+    text = one_line(str(exc)) or type(exc).__name__
+    return TemplateFailure(f"template {where}: {type(exc).__name__}: {text}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +370,51 @@ def _unit_header(name: str, emails: tuple[str, ...]) -> str:
     return address_header(result)
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeLine:
+    """One changed value of a change notice: ``old``/``new`` for the text, the short forms
+    for the subject."""
+
+    label: str
+    old: str
+    new: str
+    old_short: str
+    new_short: str
+
+
+_CHANGE_LABELS = {
+    "vi": {"when": "Thời gian", "due": "Hạn hoàn thành", "location": "Địa điểm",
+           "none": "(chưa có)"},
+    "en": {"when": "Time", "due": "Due", "location": "Location", "none": "(none)"},
+}
+
+
+def _short_when(o: Occurrence, language: str) -> str:
+    """A subject's form of when: ``30/5/2024``, ``08:00 20/6/2024`` (``17:00 30/5/2024`` for
+    a timed deadline)."""
+    fmt = vi_date if language == "vi" else en_date
+    start = o.span.start_at
+    return f"{_hm(start)} {fmt(start.date())}" if start is not None else fmt(o.day)
+
+
+def change_lines(before: Occurrence, after: Occurrence, language: str) -> list[ChangeLine]:
+    """What changed between two states of an occurrence, as a unit reads it: when (the due
+    day and time of a deadline; the days and times of anything else), then the location."""
+    labels = _CHANGE_LABELS["en" if language == "en" else "vi"]
+    lines = []
+    old, new = when_text(before, language), when_text(after, language)
+    if old != new or before.day != after.day:
+        label = labels["due"] if after.kind == "deadline" else labels["when"]
+        lines.append(ChangeLine(label, old, new, _short_when(before, language),
+                                _short_when(after, language)))
+    old_place, new_place = one_line(before.location), one_line(after.location)
+    if old_place != new_place:
+        lines.append(ChangeLine(labels["location"], old_place or labels["none"],
+                                new_place or labels["none"], old_place or labels["none"],
+                                new_place or labels["none"]))
+    return lines
+
+
 # --- the factory -----------------------------------------------------------------------------
 
 
@@ -414,37 +484,37 @@ class MessageFactory:
             "reminder", recipient, subject, context, key=key, now=now,
             ics=[i.occurrence for i in ordered], sequence=sequence)
 
-    def change_notice(self, recipient: Recipient, occurrence: Occurrence, old_first: date,
-                      old_due: date | None, *, key: str, now: datetime,
-                      old_start_at: datetime | None = None,
+    def change_notice(self, recipient: Recipient, occurrence: Occurrence,
+                      before: Occurrence, *, key: str, now: datetime,
                       sequence: int | None = None) -> OutgoingMessage:
-        """The date of an occurrence changed: old → new (the due day for deadlines).
-
-        ``old_start_at`` (naive local) shows a changed time of a timed event.
-        """
+        """What a unit acts on changed (:data:`~scheduler.occurrences.ACTED_ON`): each
+        changed value old → new in the text, the first in the subject; ``before`` is the
+        occurrence as it was. The attachment is the updated VEVENT with the feed's
+        ``sequence``, so a calendar that imported the earlier one replaces it."""
         language = recipient.language
         o = occurrence
-        old_day = old_due if (o.kind == "deadline" and old_due is not None) else old_first
-        fmt = vi_date if language == "vi" else en_date
-        old_text, new_text = fmt(old_day), fmt(o.day)
-        if o.span.start_at is not None and old_start_at is not None and o.kind != "deadline":
-            old_text = f"{_hm(old_start_at)} {fmt(old_start_at.date())}"
-            new_text = f"{_hm(o.span.start_at)} {fmt(o.span.start_at.date())}"
+        changes = change_lines(before, o, language)
         title = one_line(o.title_in(language))
         tag = "[Thay đổi lịch]" if language == "vi" else "[Schedule change]"
-        subject = f"{tag} {title}: {old_text} → {new_text}"
-        long = vi_long_date if language == "vi" else en_long_date
-        old_when = long(old_day)
-        if old_start_at is not None and o.kind != "deadline":
-            old_when = f"{long(old_start_at.date())}, {_hm(old_start_at)}"
-        context = {"item": self._item_view(o, language), "old_when": old_when,
-                   "old_day": old_day, "new_day": o.day}
+        first = changes[0] if changes else None
+        subject = (f"{tag} {title}: {first.old_short} → {first.new_short}" if first
+                   else f"{tag} {title}")
+        context = {"item": self._item_view(o, language),
+                   "changes": [{"label": c.label, "old": c.old, "new": c.new}
+                               for c in changes],
+                   "when_changed": any(c.label != _CHANGE_LABELS[language]["location"]
+                                       for c in changes),
+                   "old_when": when_text(before, language),
+                   "old_day": before.day, "new_day": o.day}
         return self._build("change", recipient, subject, context, key=key, now=now, ics=[o],
                            sequence=None if sequence is None else {o.uid: sequence})
 
     def cancellation_notice(self, recipient: Recipient, occurrence: Occurrence, *, key: str,
                             now: datetime, sequence: int | None = None) -> OutgoingMessage:
-        """The occurrence was cancelled or removed; its .ics carries ``STATUS:CANCELLED``."""
+        """The occurrence was cancelled or removed. The attachment is an iTIP cancellation
+        (RFC 5546 ``METHOD:CANCEL``, ``STATUS:CANCELLED``, the same UID and the feed's
+        ``sequence``): a calendar that imported the item from an earlier email removes
+        it; its SUMMARY is marked cancelled for the clients that import without iTIP."""
         language = recipient.language
         o = replace(occurrence, cancelled=True)
         fmt = vi_date if language == "vi" else en_date
@@ -452,7 +522,8 @@ class MessageFactory:
         subject = f"{tag} {one_line(o.title_in(language))} ({fmt(o.day)})"
         context = {"item": self._item_view(o, language)}
         return self._build("cancellation", recipient, subject, context, key=key, now=now,
-                           ics=[o], sequence=None if sequence is None else {o.uid: sequence})
+                           ics=[o], sequence=None if sequence is None else {o.uid: sequence},
+                           method="CANCEL")
 
     def digest(self, recipient: Recipient, occurrences: Sequence[Occurrence], *,
                horizon_days: int, key: str, now: datetime,
@@ -483,11 +554,11 @@ class MessageFactory:
                            ics=ordered or None, sequence=sequence)
 
     def delivery_failure_report(self, admin_address: str, failures: Sequence[FailureLine], *,
-                                key: str, now: datetime,
-                                subject: str | None = None) -> OutgoingMessage:
+                                key: str, now: datetime, subject: str | None = None,
+                                language: Language | None = None) -> OutgoingMessage:
         """To ``mail.admin``: messages that failed (or keep failing). ``subject`` replaces
-        the usual one (``mocd send-test``)."""
-        language = self.settings.language
+        the usual one; ``language`` that of the settings."""
+        language = language or self.settings.language
         n = len(failures)
         subject = subject or (f"[mocd] {n} thư không gửi được" if language == "vi"
                               else f"[mocd] {_plural(n, 'message')} could not be delivered")
@@ -499,9 +570,10 @@ class MessageFactory:
                            {"failures": lines}, key=key, now=now)
 
     def config_error_report(self, admin_address: str, errors: Sequence[str], *,
-                            config_dir: Path | str, key: str, now: datetime) -> OutgoingMessage:
+                            config_dir: Path | str, key: str, now: datetime,
+                            language: Language | None = None) -> OutgoingMessage:
         """To ``mail.admin``: the new config was rejected; the last good one keeps running."""
-        language = self.settings.language
+        language = language or self.settings.language
         n = len(errors)
         subject = (f"[mocd] Cấu hình không hợp lệ: {n} lỗi" if language == "vi"
                    else f"[mocd] Invalid configuration: {_plural(n, 'error')}")
@@ -511,7 +583,11 @@ class MessageFactory:
                            context, key=key, now=now)
 
     def check_templates(self) -> list[str]:
-        """Problems loading the templates (an override with a syntax error), one line each."""
+        """Problems with the templates, one line each naming the file: every template is
+        loaded (a syntax error in an override), then every message is rendered in both
+        languages against a sample that fills every field the packaged templates use (an
+        override naming a variable that does not exist). ``mocd check`` and the daemon's
+        start run this, so a broken override is found before a unit's email is due."""
         problems = []
         for language in LANGUAGES:
             for name in TEMPLATE_NAMES:
@@ -521,7 +597,15 @@ class MessageFactory:
                         self.env.get_template(path)
                     except TemplateError as exc:
                         problems.append(f"{path}: {type(exc).__name__}: {one_line(str(exc))}")
-        return problems
+        if problems:
+            return problems
+        for language in LANGUAGES:
+            for build in _sample_messages(self, language):
+                try:
+                    build()
+                except TemplateFailure as exc:
+                    problems.append(str(exc))
+        return list(dict.fromkeys(problems))
 
     # --- internals ----------------------------------------------------------------------
 
@@ -592,7 +676,8 @@ class MessageFactory:
     def _build(self, template: str, recipient: Recipient, subject: str,
                context: Mapping[str, Any], *, key: str, now: datetime,
                ics: Sequence[Occurrence] | None = None,
-               sequence: Mapping[str, int] | None = None) -> OutgoingMessage:
+               sequence: Mapping[str, int] | None = None,
+               method: str = "PUBLISH") -> OutgoingMessage:
         language = recipient.language
         local_now = self._local(now)
         subject = one_line(subject)
@@ -605,8 +690,8 @@ class MessageFactory:
             "now": local_now,
             "today": local_now.date(),
         }
-        text = self.env.get_template(f"{language}/{template}.txt.j2").render(full)
-        html = self.env.get_template(f"{language}/{template}.html.j2").render(full)
+        text = self._render(f"{language}/{template}.txt.j2", full)
+        html = self._render(f"{language}/{template}.html.j2", full)
 
         sender = _address(one_line(self.settings.mail.sender))
         to = _unit_header(recipient.name, tuple(recipient.emails))
@@ -623,34 +708,106 @@ class MessageFactory:
             ("X-Auto-Response-Suppress", "All"),
             ("Content-Language", language),
         ]
-        attachment = (self._ics(tuple(ics), language, local_now, sequence) if ics else None)
+        attachment = (self._ics(tuple(ics), language, local_now, sequence, method)
+                      if ics else None)
         data = compose(headers, text, html, attachment, key=key)
         recipients = tuple(dict.fromkeys(
             [_address(e).addr_spec for e in recipient.emails] + [a.addr_spec for a in cc]))
         return OutgoingMessage(sender.addr_spec, recipients, data, mid, subject)
 
+    def _render(self, path: str, context: Mapping[str, Any]) -> str:
+        try:
+            return self.env.get_template(path).render(context)
+        except Exception as exc:  # anything an override can make a template raise
+            raise _template_failure(exc, path) from exc
+
     def _ics(self, occurrences: tuple[Occurrence, ...], language: str, now: datetime,
-             sequence: Mapping[str, int] | None) -> Attachment:
+             sequence: Mapping[str, int] | None, method: str) -> Attachment:
         """The attachment, cached (rendered and base64-encoded once): the units of one
-        milestone get the same bytes. METHOD:PUBLISH, and base64 keeps the CRLF line ends of
-        RFC 5545 intact.
+        milestone get the same bytes. ``method`` is ``PUBLISH`` (reminders, changes,
+        digests) or ``CANCEL``; the ORGANIZER is ``mail.sender`` (RFC 5546 asks for one in
+        both). base64 keeps the CRLF line ends of RFC 5545 intact.
 
         DTSTAMP is the minute the message is built, so all reminders of one
         dispatch round share one rendering (icalendar is ~40 % of building a message).
         """
         stamp = now.replace(second=0, microsecond=0)
         key = (occurrences, language, stamp, tuple(sorted((sequence or {}).items())),
-               id(self.names))
+               id(self.names), method)
         cached = self._ics_cache.get(key)
         if cached is None:
             if len(self._ics_cache) >= 512:
                 self._ics_cache.clear()
+            sender = _address(one_line(self.settings.mail.sender))
             data = occurrences_ics(list(occurrences), tz=self.tz,
                                    uid_domain=self.settings.uid_domain, language=language,
                                    stamp=stamp, sequence=sequence, names=self.names,
-                                   anniversaries=self.anniversaries)
+                                   anniversaries=self.anniversaries, method=method,
+                                   organizer=(sender.display_name, sender.addr_spec))
             cached = Attachment(
-                f'text/calendar; charset="utf-8"; method=PUBLISH; name="{ICS_FILENAME}"',
+                f'text/calendar; charset="utf-8"; method={method}; name="{ICS_FILENAME}"',
                 ICS_FILENAME, base64_lines(data))
             self._ics_cache[key] = cached
         return cached
+
+
+# --- the sample every template is checked against --------------------------------------------
+
+_SAMPLE_NOW = datetime(2024, 5, 27, 7, 30)
+
+
+def _sample_occurrences() -> tuple[Occurrence, Occurrence, Occurrence]:
+    """A deadline, a timed event and an anniversary with every field set."""
+    day = date(2024, 5, 30)
+    deadline = Occurrence(
+        uid="mau.han-chot", title="Gửi báo cáo (mẫu)", title_en="Send the report (sample)",
+        kind="deadline", span=Span.day(day), units=("don-vi-a", "don-vi-b"), due=day,
+        window=(date(2024, 5, 1), day), campaign="mau", milestone="han-chot", lead="don-vi-a",
+        cc=("don-vi-c",), submit_to="don-vi-c", description="Nội dung mẫu.\nDòng thứ hai.",
+        location="Hội trường", url="https://example.invalid/van-ban", document="Số 1/KH-UBND",
+        celebrates="mau-ky-niem")
+    event = replace(deadline, uid="mau.su-kien", kind="event", due=None, window=None,
+                    span=Span(day, day, datetime(2024, 5, 30, 8, 0),
+                              datetime(2024, 5, 30, 11, 30)))
+    anniversary = replace(deadline, uid="anniversary.mau.90", kind="anniversary", due=None,
+                          window=None, lead=None, anniversary=AnniversaryInfo(
+                              "mau", 90, "tron", date(1934, 5, 30), True))
+    return deadline, event, anniversary
+
+
+def _sample_messages(factory: MessageFactory, language: Language
+                     ) -> list[Callable[[], OutgoingMessage]]:
+    """Every kind of message mocd sends, built from the sample (for :meth:`check_templates`)."""
+    now = _SAMPLE_NOW.replace(tzinfo=factory.tz)
+    deadline, event, anniversary = _sample_occurrences()
+    to = Recipient("don-vi-a", "Đơn vị A", ("a@example.invalid",), language,
+                   cc=("Đơn vị C <c@example.invalid>",))
+    # The deadline comes first (the nearest): an override written for deadlines only
+    # (``items[0].occurrence.due``) passes, as it would with the admin's own plans.
+    items = [ReminderItem(deadline, "1d", 1, confirm_url="/confirm/mau", pending=("don-vi-b",),
+                          tally=(0, 1)),
+             ReminderItem(event, "3d", 3), ReminderItem(anniversary, "7d", 7)]
+    overdue = [ReminderItem(deadline, "1d", -1, confirm_url="/confirm/mau")]
+    failure = FailureLine("a@example.invalid", "Gửi báo cáo", "550 5.1.1 no such user", 3,
+                          True, "don-vi-a", now)
+    admin = "admin@example.invalid"
+    return [
+        lambda: factory.reminder(to, items, key="mau:1", now=now),
+        lambda: factory.reminder(to, items[:1], key="mau:2", now=now),
+        lambda: factory.reminder(to, overdue, key="mau:3", now=now),
+        lambda: factory.change_notice(to, deadline, replace(deadline, due=date(2024, 5, 29)),
+                                      key="mau:4", now=now, sequence=1),
+        lambda: factory.change_notice(
+            to, event, replace(event, location="", span=Span(
+                event.first, event.last, datetime(2024, 5, 30, 7, 30), None)),
+            key="mau:5", now=now),
+        lambda: factory.cancellation_notice(to, deadline, key="mau:6", now=now, sequence=2),
+        lambda: factory.digest(to, [deadline, event, anniversary], horizon_days=14,
+                               key="mau:7", now=now, confirm_urls={deadline.uid: "/confirm/x"},
+                               confirmed_on={event.uid: date(2024, 5, 26)}),
+        lambda: factory.digest(to, [], horizon_days=14, key="mau:8", now=now),
+        lambda: factory.delivery_failure_report(admin, [failure], key="mau:9", now=now,
+                                                language=language),
+        lambda: factory.config_error_report(admin, ["a.yaml:1:1: x: sai"], config_dir="/etc",
+                                            key="mau:10", now=now, language=language),
+    ]

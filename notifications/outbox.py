@@ -15,19 +15,26 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifications.planning import PLANNED_KINDS
 from scheduler.database import engine_of, transaction
-from scheduler.models import OutboxRow
+from scheduler.models import OutboxRow, StoreMark
 
-DEFAULT_LEASE = timedelta(minutes=5)
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_CAP = timedelta(hours=6)
+MISSED = "missed by more than reminders.catch_up"  # last_error of rows skipped for good
+# last_error of rows held back after a gap in dispatching longer than catch_up: a downtime
+# (they were missed for good) or a clock that jumped forward (they are not due at all yet).
+# A clock seen to go back afterwards returns them to pending.
+HELD = ("held: more than reminders.catch_up late after a gap in dispatching (the daemon "
+        "was stopped, or the clock jumped forward); sent if the clock goes back")
+CLOCK_TOLERANCE = timedelta(minutes=2)  # instances' clocks may differ this much
 
 
 @dataclass(frozen=True)
@@ -45,17 +52,34 @@ class Claimed:
     payload: dict[str, object]
 
 
+def _due(now: datetime) -> list[ColumnElement[bool]]:
+    return [OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now]
+
+
 def claim_due(factory: sessionmaker[Session], *, now: datetime, owner: str,
-              lease: timedelta = DEFAULT_LEASE, limit: int = 500) -> list[Claimed]:
-    """Claim up to ``limit`` due pending rows for ``owner`` until ``now + lease``."""
+              lease: timedelta, limit: int) -> list[Claimed]:
+    """Claim up to ``limit`` due pending rows (the longest due first) for ``owner`` until
+    ``now + lease``, plus the other due rows of the same email: the reminders (and the
+    overdue notices) of one unit that fire at the same moment are one email, so a claim
+    never splits them (it may exceed ``limit`` by those)."""
     with transaction(factory) as session:
-        query = (select(OutboxRow)
-                 .where(OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now)
-                 .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
-                 .limit(limit))
-        if session.get_bind().dialect.name == "postgresql":
+        locking = session.get_bind().dialect.name == "postgresql"
+        query = select(OutboxRow).where(*_due(now)).order_by(
+            OutboxRow.next_attempt_at, OutboxRow.id).limit(limit)
+        if locking:
             query = query.with_for_update(skip_locked=True)
         rows = list(session.scalars(query))
+        ids = {r.id for r in rows}
+        emails = list({(r.unit, r.kind, r.fire_at) for r in rows
+                       if r.kind in PLANNED_KINDS and r.unit})
+        for start in range(0, len(emails), 300):
+            more = select(OutboxRow).where(
+                *_due(now), tuple_(OutboxRow.unit, OutboxRow.kind, OutboxRow.fire_at).in_(
+                    emails[start:start + 300]))
+            if locking:
+                more = more.with_for_update(skip_locked=True)
+            rows.extend(r for r in session.scalars(more) if r.id not in ids)
+            ids = {r.id for r in rows}
         for row in rows:
             row.state = "sending"
             row.lease_until = now + lease
@@ -63,6 +87,22 @@ def claim_due(factory: sessionmaker[Session], *, now: datetime, owner: str,
             row.attempts += 1
         return [Claimed(r.id, r.idempotency_key, r.kind, r.unit, tuple(r.occurrence_uids),
                         r.offset, r.fire_at, r.attempts, dict(r.payload)) for r in rows]
+
+
+def renew(factory: sessionmaker[Session], ids: Sequence[int], *, owner: str, now: datetime,
+          lease: timedelta) -> set[int]:
+    """Extend ``owner``'s leases of ``ids`` to ``now + lease``; returns the ids that are still
+    its own (a row missing from the answer was taken back: it must not be sent)."""
+    kept: set[int] = set()
+    with engine_of(factory).begin() as connection:
+        for start in range(0, len(ids), 500):
+            result = connection.execute(
+                update(OutboxRow).where(OutboxRow.id.in_(ids[start:start + 500]),
+                                        OutboxRow.state == "sending",
+                                        OutboxRow.lease_owner == owner)
+                .values(lease_until=now + lease).returning(OutboxRow.id))
+            kept.update(i for (i,) in result)
+    return kept
 
 
 @dataclass(frozen=True)
@@ -97,7 +137,16 @@ class Failed:
     report: dict[str, object] | None = None
 
 
-Outcome = Sent | Retry | Failed
+@dataclass(frozen=True)
+class Dropped:
+    """Not sent because it no longer applies (e.g. a change notice of an item cancelled
+    since): ``cancelled``, with the reason."""
+
+    ids: tuple[int, ...]
+    reason: str
+
+
+Outcome = Sent | Retry | Failed | Dropped
 
 
 # Sent rows, by primary key in one executemany (Core: a third of the ORM's CPU per call).
@@ -128,15 +177,18 @@ def record(factory: sessionmaker[Session], outcomes: Sequence[Outcome], *,
                     _queue_report(connection, f"refused:{min(outcome.ids)}:{i}", now, report)
                 states.append("sent")
                 continue
-            if isinstance(outcome, Retry):
+            values: dict[str, object] = {}
+            if isinstance(outcome, Dropped):
+                state, error = "cancelled", outcome.reason
+            elif isinstance(outcome, Retry):
                 state = "failed" if outcome.attempts >= outcome.max_attempts else "pending"
-                values: dict[str, object] = {"next_attempt_at": now + backoff(outcome.attempts)}
+                values = {"next_attempt_at": now + backoff(outcome.attempts)}
+                error = outcome.error
             else:
-                state, values = "failed", {}
+                state, error = "failed", outcome.error
             connection.execute(update(OutboxRow).where(OutboxRow.id.in_(outcome.ids)).values(
-                state=state, last_error=outcome.error, lease_until=None, lease_owner=None,
-                **values))
-            if state == "failed" and outcome.report is not None:
+                state=state, last_error=error, lease_until=None, lease_owner=None, **values))
+            if state == "failed" and not isinstance(outcome, Dropped) and outcome.report:
                 _queue_report(connection, f"failure:{min(outcome.ids)}", now, outcome.report)
             states.append(state)
         if sent:
@@ -205,11 +257,33 @@ def _queue_report(session: Session | Connection, key: str, now: datetime,
 
 
 def release_expired(factory: sessionmaker[Session], *, now: datetime) -> int:
-    """Rows whose sender died mid-flight go back to ``pending`` (crash recovery)."""
+    """Rows whose sender died mid-flight go back to ``pending`` once their lease is over
+    (crash recovery when nothing proves the owner dead sooner)."""
     with transaction(factory) as session:
         result = session.execute(
             update(OutboxRow)
             .where(OutboxRow.state == "sending", OutboxRow.lease_until < now)
+            .values(state="pending", lease_until=None, lease_owner=None))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def sending_owners(factory: sessionmaker[Session]) -> set[str]:
+    """The owners of rows that are being sent (claimed and not yet recorded)."""
+    with factory() as session:
+        return {owner for owner in session.scalars(
+            select(OutboxRow.lease_owner).distinct().where(OutboxRow.state == "sending"))
+            if owner}
+
+
+def release_owners(factory: sessionmaker[Session], owners: Sequence[str]) -> int:
+    """Rows claimed by instances that are provably dead go back to ``pending`` at once,
+    without waiting for their leases to run out."""
+    if not owners:
+        return 0
+    with transaction(factory) as session:
+        result = session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.state == "sending", OutboxRow.lease_owner.in_(list(owners)))
             .values(state="pending", lease_until=None, lease_owner=None))
         return int(getattr(result, "rowcount", 0) or 0)
 
@@ -225,17 +299,70 @@ def release_owned(factory: sessionmaker[Session], *, owner: str) -> int:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-def skip_missed(factory: sessionmaker[Session], *, now: datetime, catch_up: timedelta) -> int:
-    """Reminders and overdue notices missed by more than ``catch_up`` (the daemon was down)
-    become ``skipped``."""
+@dataclass(frozen=True)
+class ClockReading:
+    """What :func:`note_dispatch` found: the store's previous dispatch mark, and what was
+    done about reminders that are more than ``catch_up`` late."""
+
+    previous: datetime | None
+    jump: Literal["none", "forward", "backward"]
+    skipped: int = 0  # missed for good (the clock agrees with the store)
+    held: int = 0  # held back after a gap longer than catch_up (see HELD)
+    revived: int = 0  # held rows returned to pending because the clock went back
+
+
+def _late(now: datetime, catch_up: timedelta) -> list[ColumnElement[bool]]:
+    """Reminders and overdue notices never tried and due for longer than ``catch_up``."""
+    return [OutboxRow.state == "pending", OutboxRow.kind.in_(PLANNED_KINDS),
+            OutboxRow.attempts == 0, OutboxRow.next_attempt_at < now - catch_up]
+
+
+def note_dispatch(factory: sessionmaker[Session], *, now: datetime, owner: str,
+                  catch_up: timedelta) -> ClockReading:
+    """Record a dispatch round at ``now`` and deal with reminders more than ``catch_up`` late.
+
+    Only a downtime the store can prove skips a reminder for good. The store keeps the
+    time of the last dispatch round (``store_marks.dispatched``, written every round, at
+    least once a minute while a daemon runs; the newest ``sent_at`` before this mark
+    existed):
+
+    - the clock agrees with it (``now`` is at most ``catch_up`` after it, and not before
+      it): rows more than ``catch_up`` late are ``skipped`` for good;
+    - there is no mark (the store never dispatched): nothing is proven, nothing skipped;
+    - ``now`` is more than ``catch_up`` after it — the daemon was stopped that long, or the
+      clock jumped forward: those rows are held back (``skipped`` with :data:`HELD`),
+      not sent, and kept;
+    - ``now`` is before it (the clock went back, e.g. after being fixed): nothing is
+      skipped, and held rows that are not more than ``catch_up`` late by this clock are
+      pending again.
+    """
     with transaction(factory) as session:
-        result = session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.state == "pending", OutboxRow.kind.in_(PLANNED_KINDS),
-                   OutboxRow.attempts == 0, OutboxRow.fire_at < now - catch_up)
-            .values(state="skipped",
-                    last_error=f"missed by more than {catch_up} (the daemon was not running)"))
-        return int(getattr(result, "rowcount", 0) or 0)
+        mark = session.get(StoreMark, "dispatched", with_for_update=True)
+        previous = mark.at if mark is not None else session.scalar(
+            select(func.max(OutboxRow.sent_at)))
+        if mark is None:
+            mark = StoreMark(name="dispatched", at=now)
+            session.add(mark)
+        mark.at, mark.owner = now, owner
+        if previous is None:  # a store that never dispatched proves nothing
+            return ClockReading(None, "none")
+        if now < previous - CLOCK_TOLERANCE:
+            revived = session.execute(
+                update(OutboxRow).where(OutboxRow.state == "skipped", OutboxRow.last_error == HELD,
+                                        OutboxRow.fire_at >= now - catch_up)
+                .values(state="pending", last_error=None, next_attempt_at=OutboxRow.fire_at))
+            return ClockReading(previous, "backward", revived=_count(revived))
+        if now - previous > catch_up:
+            held = session.execute(update(OutboxRow).where(*_late(now, catch_up))
+                                   .values(state="skipped", last_error=HELD))
+            return ClockReading(previous, "forward", held=_count(held))
+        skipped = session.execute(update(OutboxRow).where(*_late(now, catch_up))
+                                  .values(state="skipped", last_error=MISSED))
+        return ClockReading(previous, "none", skipped=_count(skipped))
+
+
+def _count(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def next_due(factory: sessionmaker[Session]) -> datetime | None:

@@ -31,19 +31,30 @@ def key_prefix(kind: str, uid: str, unit: str | None = None) -> str:
 @dataclass(frozen=True, slots=True)
 class PlannedReminder:
     """One email the plan implies: a reminder before the day, or an overdue notice after a
-    deadline's due day (``kind``); each becomes one outbox row, keyed by all four fields
-    but ``fire_at``."""
+    deadline's due day (``kind``); each becomes one outbox row, keyed by (kind, occurrence,
+    unit, offset, the occurrence's ``day``).
+
+    The day is part of the key so that an item moved to another day is reminded again for
+    its new day (the reminders sent for the old day stay sent); a change within the day (a
+    new time of day, a working-day move of the fire day) keeps the key and moves the row.
+    ``over_at`` is when the occurrence is over (None for overdue notices, which come after
+    it): a reminder that comes due late, because its item was added or moved after its
+    fire time, is still sent while the occurrence is not over.
+    """
 
     uid: str
     unit: str
     offset: Offset
     fire_at: datetime  # aware, in the deployment's zone
     kind: PlannedKind = "reminder"
+    day: date | None = None
+    over_at: datetime | None = None
 
     @property
     def key(self) -> str:
-        """The outbox idempotency key: one email per (kind, occurrence, unit, offset)."""
-        return key_prefix(self.kind, self.uid, self.unit) + self.offset.text
+        """The outbox idempotency key: one email per (kind, occurrence, unit, offset, day)."""
+        day = self.day.isoformat() if self.day is not None else ""
+        return f"{key_prefix(self.kind, self.uid, self.unit)}{self.offset.text}:{day}"
 
     def sort_key(self) -> tuple[datetime, str, str]:
         return (self.fire_at, self.uid, self.unit)
@@ -95,13 +106,29 @@ def plan_reminders(
                   key=PlannedReminder.sort_key)
 
 
+def over_at(occurrence: Occurrence, tz: ZoneInfo) -> datetime:
+    """When an occurrence is over: the end of a timed one (its start when it has no end: a
+    deadline at 17:00), else the midnight after its last day."""
+    end = occurrence.span.end_at or occurrence.span.start_at
+    if end is not None:
+        return end.replace(tzinfo=tz)
+    return datetime.combine(occurrence.last + timedelta(days=1), time(0), tzinfo=tz)
+
+
 def _reminders(occurrences: Iterable[Occurrence], units: Mapping[str, UnitSpec],
                calendar: WorkingCalendar, settings: ReminderSettings, tz: ZoneInfo
                ) -> Iterator[PlannedReminder]:
     for occurrence, recipients, fires in _plans(occurrences, units, calendar, settings, tz):
+        if not fires:
+            continue
+        try:
+            over = over_at(occurrence, tz)
+        except OverflowError:  # on 9999-12-31
+            over = None
         for offset, fire_at in fires:
             for unit in recipients:
-                yield PlannedReminder(occurrence.uid, unit, offset, fire_at)
+                yield PlannedReminder(occurrence.uid, unit, offset, fire_at, "reminder",
+                                      occurrence.day, over)
 
 
 def planned_emails(occurrences: Iterable[Occurrence], units: Mapping[str, UnitSpec],
@@ -130,8 +157,9 @@ def plan_overdue(
     tz: ZoneInfo,
 ) -> list[PlannedReminder]:
     """Overdue notices (``reminders.overdue``) of every deadline, past ones included: to
-    each recipient with email but the lead (who is Cc'd on them and follows up). A unit
-    that confirms completion has its notices cancelled (see notifications.confirmations).
+    each of its workers (:attr:`Occurrence.workers`) with email; the lead is Cc'd on them
+    and follows up. A unit that confirms completion has its notices cancelled (see
+    notifications.confirmations).
     """
     return sorted(_overdue(occurrences, units, calendar, settings, tz),
                   key=PlannedReminder.sort_key)
@@ -143,8 +171,7 @@ def _overdue(occurrences: Iterable[Occurrence], units: Mapping[str, UnitSpec],
     for occurrence in occurrences:
         if occurrence.cancelled or occurrence.kind != "deadline":
             continue
-        recipients = [u for u in occurrence.units
-                      if u != occurrence.lead and u in units and units[u].email]
+        recipients = [u for u in occurrence.workers if u in units and units[u].email]
         seen: set[datetime] = set()
         for offset in settings.overdue:
             try:
@@ -155,7 +182,8 @@ def _overdue(occurrences: Iterable[Occurrence], units: Mapping[str, UnitSpec],
                 continue
             seen.add(fire_at)
             for unit in recipients:
-                yield PlannedReminder(occurrence.uid, unit, offset, fire_at, "overdue")
+                yield PlannedReminder(occurrence.uid, unit, offset, fire_at, "overdue",
+                                      occurrence.day)
 
 
 def count_reminders(

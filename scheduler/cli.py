@@ -29,7 +29,7 @@ from notifications.planning import PlannedReminder, count_reminders, plan_remind
 from notifications.transport import TransportError
 from scheduler.agenda import agenda_json, agenda_text, json_lines, reminder_record, reminders_text
 from scheduler.clock import Clock, SystemClock, today
-from scheduler.database import connect, is_current, upgrade
+from scheduler.database import connect, has_tables, require_current, upgrade
 from scheduler.dates import DateTextError, parse_date
 from scheduler.expand import Window, expand_loaded, working_calendar
 from scheduler.models import OUTBOX_STATES, OutboxRow
@@ -311,9 +311,11 @@ def _store(ctx: Context) -> Engine:
 def _current_store(ctx: Context) -> Engine:
     """The configured database with mocd's tables, or a one-line runtime failure."""
     engine = _store(ctx)
-    if not is_current(engine):
-        raise RuntimeFailure("the database has no mocd tables yet: run `mocd db upgrade` "
-                             "(or start `mocd run`)")
+    try:
+        require_current(engine)
+    except RuntimeFailure:
+        engine.dispose()
+        raise
     return engine
 
 
@@ -512,7 +514,7 @@ def _token_generations(ctx: Context) -> dict[tuple[str, str], int]:
     if engine is None:
         return {}  # the daemon has not run: every feed is at generation 1
     try:
-        return load_generations(session_factory(engine)) if is_current(engine) else {}
+        return load_generations(session_factory(engine)) if has_tables(engine) else {}
     finally:
         engine.dispose()
 
@@ -583,8 +585,8 @@ def tokens_rotate(ctx: Context, unit: str | None, campaign: str | None, everythi
     try:
         if engine.dialect.name == "sqlite":
             upgrade(engine)  # SQLite belongs to this instance, as in `mocd run`
-        elif not is_current(engine):
-            raise RuntimeFailure("the database has no mocd tables yet: run `mocd db upgrade`")
+        else:
+            require_current(engine)
         factory = session_factory(engine)
         generation = rotate(factory, scope, subject, ctx.clock.now(settings.tz))
     finally:

@@ -34,23 +34,23 @@ from notifications.confirmations import CONFIRM_PURPOSE
 from notifications.digest import queue_digests
 from notifications.mail_url import open_transport
 from notifications.messages import MessageFactory
-from notifications.outbox import (
-    insert_new,
-    new_row,
-    next_due,
-    release_expired,
-    release_owned,
-    skip_missed,
-)
+from notifications.outbox import insert_new, new_row, next_due, release_owned
 from notifications.planning import planned_emails
 from notifications.transport import Transport
 from scheduler import sd_notify
 from scheduler.apply import ApplyResult, apply_revision, record_rejected
 from scheduler.clock import Clock
-from scheduler.database import connect, is_current, session_factory, transaction, upgrade
+from scheduler.database import (
+    connect,
+    require_current,
+    session_factory,
+    transaction,
+    upgrade,
+)
 from scheduler.dispatcher import Dispatcher, DispatchReport
 from scheduler.expand import Window, expand_loaded, working_calendar
 from scheduler.models import ConfigRevision
+from scheduler.ownership import OwnerLock
 
 log = logging.getLogger("mocd.daemon")
 SAFETY_INTERVAL = timedelta(seconds=60)
@@ -98,6 +98,7 @@ class Daemon:
         self.metrics = Metrics()
         self.feeds: FeedService | None = None  # the HTTP server and feed upkeep (issue 4)
         self.scheduler: AsyncIOScheduler | None = None
+        self.owner_lock: OwnerLock | None = None
         self._health: tuple[float, bool, str | None] | None = None
 
     def now(self) -> datetime:
@@ -106,11 +107,20 @@ class Daemon:
     # -- start -----------------------------------------------------------------
 
     def open_store(self) -> sessionmaker[Session]:
+        """Connect, take the owner lock (on SQLite: refuse a second daemon on the same
+        database, see :mod:`scheduler.ownership`), then migrate or check the schema."""
         engine = connect(self.settings.effective_database_url)
+        lock = OwnerLock(engine, self.owner)
+        try:
+            lock.acquire()
+        except RuntimeFailure:
+            engine.dispose()
+            raise
+        self.owner_lock = lock
         if engine.dialect.name == "sqlite":
             upgrade(engine)  # SQLite belongs to this instance: migrate it ourselves
-        elif not is_current(engine):
-            raise RuntimeFailure("the database has no mocd tables: run `mocd db upgrade`")
+        else:
+            require_current(engine)
         self.engine = engine
         self.factory = session_factory(engine)
         return self.factory
@@ -136,6 +146,12 @@ class Daemon:
                                 settings=self.settings, now=now,
                                 window=f"{window.first}..{window.last}")
         self.last_apply = result
+        if result.reminders_late or result.reminders_too_late:
+            log.info("catch-up: %d reminders that came due before their item was added or "
+                     "moved are sent now; %d that came due longer than reminders.catch_up "
+                     "(%s) ago, or after their item was over, are not sent",
+                     result.reminders_late, result.reminders_too_late,
+                     self.settings.reminders.catch_up)
         if self.feeds is not None:  # tokens for new units/campaigns, re-rendered feeds
             self.feeds.after_apply(config.units, config.campaigns, now, result.revision_id)
         if result.applied:
@@ -160,14 +176,12 @@ class Daemon:
                 payload={"errors": lines, "config_dir": str(self.config_dir)})])
 
     def housekeeping(self) -> None:
-        """Daily: re-apply (anniversaries enter the window as days pass), recover leases of
-        dead instances, and record reminders missed beyond catch-up as skipped."""
+        """Daily: re-apply (anniversaries enter the window, and reminders the planning
+        horizon, as days pass). Leases and late reminders are dealt with every dispatch
+        round (:meth:`Dispatcher.run_once`)."""
         assert self.factory is not None
         self.apply_config()  # the window moves with today, even when the files do not
-        release_expired(self.factory, now=self.now())
-        skipped = skip_missed(self.factory, now=self.now(),
-                              catch_up=self.settings.reminders.catch_up)
-        log.info("housekeeping done (%d missed reminders skipped)", skipped)
+        log.info("housekeeping done")
 
     def record_reload(self, accepted: bool) -> None:
         """Count finished reloads in ``{state_dir}/reloads`` (what ``mocd reload`` waits for).
@@ -222,27 +236,33 @@ class Daemon:
         except (OSError, RuntimeError) as exc:  # e.g. inotify limits: SIGHUP still works
             log.warning("not watching %s (%s); reload with SIGHUP", self.config_dir, exc)
 
+    def check_templates(self) -> None:
+        """Every template renders against a sample (an override naming a variable that
+        does not exist is found now, not when a unit's email is due), else a UserError."""
+        problems = MessageFactory(self.settings, {}, self.settings.templates_dir
+                                  ).check_templates()
+        if problems:
+            raise UserError(f"templates_dir {self.settings.templates_dir}: "
+                            + "; ".join(problems))
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.install_signals(loop)
+        await asyncio.to_thread(self.check_templates)
         factory = await asyncio.to_thread(self.open_store)
         self.metrics.factory = factory
         self.feeds = self.feed_service(factory)
         if not await asyncio.to_thread(self.apply_config) and self.last_apply is None:
             log.warning("starting without a valid config: only what is already in the outbox "
                         "is sent until the config is fixed")
-        skipped = await asyncio.to_thread(skip_missed, factory, now=self.now(),
-                                          catch_up=self.settings.reminders.catch_up)
-        if skipped:
-            log.warning("%d reminders were missed by more than %s and are skipped", skipped,
-                        self.settings.reminders.catch_up)
         await self.feeds.start()  # listening before READY; a port in use stops here
         transport = open_transport(self.settings.mail, self.settings.state_dir / "outbox")
         names = await asyncio.to_thread(self._unit_names)
         secret = await asyncio.to_thread(load_secret, self.settings)  # a file: off the loop
         self.dispatcher = Dispatcher(factory, transport, MessageFactory(
             self.settings, names, self.settings.templates_dir), self.settings, self.clock,
-            self.owner, confirm_key=derive_key(secret, CONFIRM_PURPOSE))
+            self.owner, confirm_key=derive_key(secret, CONFIRM_PURPOSE),
+            owner_lock=self.owner_lock, admin_spool=self.settings.state_dir / "outbox")
         scheduler = AsyncIOScheduler(timezone=self.settings.tz)
         scheduler.add_job(self.wake.set, "interval", seconds=SAFETY_INTERVAL.total_seconds(),
                           id="safety", misfire_grace_time=None, coalesce=True)
@@ -412,6 +432,8 @@ class Daemon:
             log.info("released %d claimed rows", released)
         with suppress(Exception):
             await asyncio.wait_for(transport.close(), STOP_GRACE_SECONDS)
+        if self.owner_lock is not None:
+            self.owner_lock.release()
         if self.engine is not None:
             self.engine.dispose()
         self.state = RunState.STOPPED

@@ -112,6 +112,37 @@ def upgrade(engine: Engine) -> None:
             connection.commit()
 
 
-def is_current(engine: Engine) -> bool:
-    """Whether the database has the store's tables (a cheap check before running)."""
+def has_tables(engine: Engine) -> bool:
+    """Whether the database has the store's tables (enough for commands that only read
+    occurrences and tokens, which every schema revision has)."""
     return "outbox" in inspect(engine).get_table_names()
+
+
+def head_revision() -> str:
+    """The newest migration this mocd ships."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The migration the database is at (None: no mocd tables yet)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def require_current(engine: Engine) -> None:
+    """A RuntimeFailure (one line, exit 3) unless the schema is at this mocd's newest
+    migration: running on an older schema would fail later, mid-work, on a missing column."""
+    at, head = schema_revision(engine), head_revision()
+    if at == head:
+        return
+    if at is None:
+        raise RuntimeFailure("the database has no mocd tables yet: run `mocd db upgrade` "
+                             "(or start `mocd run`)")
+    raise RuntimeFailure(f"the database schema is at revision {at}, this mocd needs {head}: "
+                         "run `mocd db upgrade`")

@@ -124,6 +124,18 @@ class OutboxRow(Base):
     )
 
 
+class StoreMark(Base):
+    """A named moment the store keeps about itself. ``dispatched``: the last time any
+    instance ran a dispatch round (every minute at least, while one runs), which is what
+    lets a start tell a downtime (reminders missed for good) from a clock that jumped."""
+
+    __tablename__ = "store_marks"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    at: Mapped[datetime]
+    owner: Mapped[str | None] = mapped_column(String(100))
+
+
 class FeedState(Base):
     """What a feed last looked like when served: its ETag and a ``Last-Modified`` that only
     ever moves forward (Apple Calendar revalidates by date alone, so a date that went back

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -75,6 +76,15 @@ class Occurrence:
         """The day reminders count back from: the due day, or the first day."""
         return self.due if self.due is not None else self.span.first
 
+    @property
+    def workers(self) -> tuple[str, ...]:
+        """The units that must do a deadline and confirm it: every recipient but the lead,
+        who follows up (the pending list and tally in its reminders, Cc on overdue
+        notices); the lead alone when it is the only recipient. Workers get the
+        confirmation link and overdue notices, and are the units ``mocd status`` counts."""
+        others = tuple(u for u in self.units if u != self.lead)
+        return others or self.units
+
     def title_in(self, language: str) -> str:
         return self.title_en if language == "en" and self.title_en else self.title
 
@@ -144,6 +154,31 @@ def from_record(data: dict[str, Any]) -> Occurrence:
         description=data["description"], location=data["location"], url=data["url"],
         document=data["document"], celebrates=data["celebrates"], cancelled=data["cancelled"],
     )
+
+
+# What a unit acts on: when the item starts and ends (days and times), its due day and
+# where it is. A change to any of them sends a change notice; other edits (a title, a
+# description) reach units through the feed and the next emails.
+ACTED_ON = ("first", "last", "start_at", "end_at", "due", "location")
+
+
+def acted_on(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`ACTED_ON` fields of a record (:func:`to_record`)."""
+    return {name: record.get(name) for name in ACTED_ON}
+
+
+def as_before(o: Occurrence, before: Mapping[str, Any]) -> Occurrence:
+    """``o`` with the start, end, due day and location it had (``acted_on`` of its older
+    record): what a change notice shows as "was"."""
+    day = date.fromisoformat
+    moment = datetime.fromisoformat
+    start, end = before.get("start_at"), before.get("end_at")
+    return replace(
+        o, span=type(o.span)(day(str(before["first"])), day(str(before["last"])),
+                             moment(str(start)) if start else None,
+                             moment(str(end)) if end else None),
+        due=day(str(before["due"])) if before.get("due") else None,
+        location=str(before.get("location") or ""))
 
 
 def fingerprint(record: dict[str, Any]) -> str:

@@ -19,14 +19,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from notifications.confirmations import confirmed
+from notifications.confirmations import standing
 from notifications.planning import PLANNED_KINDS, key_prefix
 from scheduler.models import OutboxRow, StoredOccurrence, Unit
 from scheduler.occurrences import from_record
 
 UnitState = Literal["confirmed", "pending", "overdue"]
 CSV_FIELDS = ("uid", "title", "due", "unit", "unit_name", "state", "confirmed_at",
-              "last_reminder", "last_reminder_at")
+              "confirmed_by", "last_reminder", "last_reminder_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,7 @@ class UnitStatus:
     name: str
     state: UnitState
     confirmed_at: datetime | None
+    confirmed_by: str | None  # the name the person gave on the confirm page
     last_reminder: Literal["sent", "failed"] | None  # the latest reminder or overdue notice
     last_reminder_at: datetime | None  # when it was sent (or last tried)
 
@@ -65,7 +66,7 @@ def campaigns(session: Session) -> list[str]:
 def campaign_status(session: Session, campaign: str, *, today: date, language: str = "vi"
                     ) -> list[DeadlineStatus]:
     """Every current deadline of ``campaign``, by due date: each unit that must do it (the
-    recipients but the lead, or the lead alone if it is the only one) and its state —
+    workers, :attr:`~scheduler.occurrences.Occurrence.workers`) and its state —
     ``confirmed``, ``overdue`` once the due day has passed, else ``pending``."""
     stored = session.scalars(
         select(StoredOccurrence)
@@ -73,21 +74,23 @@ def campaign_status(session: Session, campaign: str, *, today: date, language: s
                StoredOccurrence.removed_at.is_(None), StoredOccurrence.cancelled.is_(False))
         .order_by(StoredOccurrence.due, StoredOccurrence.uid)).all()
     occurrences = [from_record(row.data) for row in stored]
-    done = confirmed(session, [o.uid for o in occurrences])
+    done = standing(session, [o.uid for o in occurrences])
     names: dict[str, str] = {
         unit: name for unit, name in session.execute(select(Unit.id, Unit.name))}
     last = _last_reminders(session, [o.uid for o in occurrences])
     result = []
     for o in occurrences:
         assert o.due is not None
-        workers = [u for u in o.units if u != o.lead] or list(o.units)
         units = []
-        for unit in workers:
-            at = done.get(o.uid, {}).get(unit)
-            state: UnitState = "confirmed" if at else "overdue" if today > o.due else "pending"
+        for unit in o.workers:
+            confirmation = done.get(o.uid, {}).get(unit)
+            state: UnitState = ("confirmed" if confirmation else "overdue" if today > o.due
+                                else "pending")
             reminder, reminder_at = last.get((o.uid, unit), (None, None))
-            units.append(UnitStatus(unit, names.get(unit, unit), state, at, reminder,
-                                    reminder_at))
+            units.append(UnitStatus(
+                unit, names.get(unit, unit), state,
+                confirmation.at if confirmation else None,
+                confirmation.by if confirmation else None, reminder, reminder_at))
         result.append(DeadlineStatus(o.uid, o.title_in(language), o.due, o.lead, tuple(units)))
     return result
 
@@ -131,6 +134,7 @@ def status_records(statuses: Iterable[DeadlineStatus], tz: ZoneInfo) -> Iterator
                "counts": s.counts,
                "units": [{"unit": u.unit, "name": u.name, "state": u.state,
                           "confirmed_at": _iso(u.confirmed_at, tz),
+                          "confirmed_by": u.confirmed_by,
                           "last_reminder": u.last_reminder,
                           "last_reminder_at": _iso(u.last_reminder_at, tz)}
                          for u in s.units]}
@@ -145,7 +149,8 @@ def status_csv(statuses: Iterable[DeadlineStatus], tz: ZoneInfo) -> str:
     for s in statuses:
         for u in s.units:
             writer.writerow([s.uid, s.title, s.due.isoformat(), u.unit, u.name, u.state,
-                             _iso(u.confirmed_at, tz) or "", u.last_reminder or "",
+                             _iso(u.confirmed_at, tz) or "", u.confirmed_by or "",
+                             u.last_reminder or "",
                              _iso(u.last_reminder_at, tz) or ""])
     return "\ufeff" + out.getvalue()
 
@@ -167,7 +172,8 @@ def status_text(statuses: Sequence[DeadlineStatus], tz: ZoneInfo, language: str 
         for u in s.units:
             detail = []
             if u.confirmed_at:
-                detail.append(f"{u.confirmed_at.astimezone(tz):%d/%m/%Y %H:%M}")
+                by = f" ({u.confirmed_by})" if u.confirmed_by else ""
+                detail.append(f"{u.confirmed_at.astimezone(tz):%d/%m/%Y %H:%M}{by}")
             if u.last_reminder:
                 assert u.last_reminder_at is not None
                 word = {"sent": "nhắc đã gửi" if language != "en" else "reminder sent",

@@ -28,6 +28,7 @@ from notifications.messages import (
     MessageFactory,
     Recipient,
     ReminderItem,
+    TemplateFailure,
     encoded_words,
     message_id,
     text_header,
@@ -702,26 +703,41 @@ def test_folding_never_splits_utf8_and_round_trips(title: str, description: str,
 def test_change_notice(factory: MessageFactory, factory_en: MessageFactory,
                        occ: dict[str, Occurrence]) -> None:
     o = occ[HO_SO]
-    msg = parse(factory.change_notice(DAN_TOC, o, date(2024, 5, 28), date(2024, 5, 28),
-                                      key="change:x:1", now=NOW, sequence=2))
+    was = replace(o, span=Span.day(date(2024, 5, 28)), due=date(2024, 5, 28))
+    msg = parse(factory.change_notice(DAN_TOC, o, was, key="change:x:1", now=NOW, sequence=2))
     assert msg["Subject"] == f"[Thay đổi lịch] {HO_SO_TITLE}: 28/5/2024 → 30/5/2024"
     text = plain(msg)
-    assert "Thời gian cũ: Thứ Ba, 28/5/2024" in text
-    assert "Thời gian mới: Thứ Năm, 30/5/2024" in text
+    assert "Hạn hoàn thành cũ: Thứ Ba, 28/5/2024" in text
+    assert "Hạn hoàn thành mới: Thứ Năm, 30/5/2024" in text
     event = ical(ics_bytes(msg)).events[0]
     assert event.sequence == 2
     assert event.dtstart == date(2024, 5, 30)
-    en = parse(factory_en.change_notice(DAN_TOC_EN, o, date(2024, 5, 28), None, key="c",
-                                        now=NOW))
+    en = parse(factory_en.change_notice(DAN_TOC_EN, o, was, key="c", now=NOW))
     assert en["Subject"] == f"[Schedule change] {HO_SO_TITLE}: 28 May 2024 → 30 May 2024"
+    assert "Due was: Tuesday, 28 May 2024" in plain(en)
 
 
 def test_change_notice_of_a_time(factory: MessageFactory, occ: dict[str, Occurrence]) -> None:
     o = occ[DAI_HOI]
-    msg = parse(factory.change_notice(DAN_TOC, o, date(2024, 6, 20), None, key="c", now=NOW,
-                                      old_start_at=datetime(2024, 6, 20, 14, 0)))
+    was = replace(o, span=replace(o.span, start_at=datetime(2024, 6, 20, 14, 0),
+                                  end_at=datetime(2024, 6, 20, 16, 0)))
+    msg = parse(factory.change_notice(DAN_TOC, o, was, key="c", now=NOW))
     assert msg["Subject"] == f"[Thay đổi lịch] {DAI_HOI_TITLE}: 14:00 20/6/2024 → " \
                              "08:00 20/6/2024"
+    text = plain(msg)
+    assert "Thời gian cũ: Thứ Năm, 20/6/2024, từ 14:00 đến 16:00" in text
+    assert "Địa điểm" not in text.split("Thời gian mới")[0]  # only what changed is listed
+
+
+def test_change_notice_of_a_place(factory: MessageFactory, occ: dict[str, Occurrence]) -> None:
+    o = replace(occ[DAI_HOI], location="Hội trường UBND huyện")
+    msg = parse(factory.change_notice(DAN_TOC, o, replace(o, location=""), key="c", now=NOW))
+    assert msg["Subject"] == (f"[Thay đổi lịch] {DAI_HOI_TITLE}: (chưa có) → "
+                              "Hội trường UBND huyện")
+    text = plain(msg)
+    assert "Địa điểm cũ: (chưa có)" in text
+    assert "Địa điểm mới: Hội trường UBND huyện" in text
+    assert "Thời gian: Thứ Năm, 20/6/2024" in text  # unchanged, shown once
 
 
 def test_cancellation_notice(factory: MessageFactory, factory_en: MessageFactory,
@@ -863,6 +879,17 @@ def test_templates_cannot_reach_python_internals(tmp_path: Path) -> None:
     (tmp_path / "vi" / "reminder.txt.j2").write_text(
         "{{ recipient.__class__.__mro__ }}", encoding="utf-8")
     factory = MessageFactory(make_settings(), {}, templates_dir=tmp_path)
-    from jinja2.exceptions import SecurityError
-    with pytest.raises(SecurityError):
+    with pytest.raises(TemplateFailure, match="SecurityError"):
         factory.reminder(DAN_TOC, [ReminderItem(hostile("x"), "3d", 3)], key="k", now=NOW)
+    assert [p.split(": ", 1)[1] for p in factory.check_templates()] == [
+        "SecurityError: access to attribute '__class__' of 'dict' object is unsafe."]
+
+
+def test_an_override_naming_a_missing_variable_is_found_by_the_check(tmp_path: Path) -> None:
+    (tmp_path / "vi").mkdir()
+    (tmp_path / "vi" / "change.html.j2").write_text(
+        "<p>{{ item.title }}</p>\n<p>{{ no_such_variable }}</p>\n", encoding="utf-8")
+    factory = MessageFactory(make_settings(), {}, templates_dir=tmp_path)
+    assert factory.check_templates() == [
+        f"template {tmp_path}/vi/change.html.j2:2: UndefinedError: "
+        "'no_such_variable' is undefined"]

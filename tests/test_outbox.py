@@ -12,23 +12,35 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifications import outbox
 from notifications.outbox import (
+    HELD,
+    MISSED,
+    Claimed,
     Failed,
     Retry,
     Sent,
-    claim_due,
     counts,
     mark_retry,
     mark_sent,
     next_due,
+    note_dispatch,
     record,
     release_expired,
     release_owned,
-    skip_missed,
+    release_owners,
+    renew,
+    sending_owners,
 )
 from scheduler.models import OutboxRow
 
 T0 = datetime(2024, 5, 23, 0, 30, tzinfo=UTC)  # 07:30 in Hà Nội
+LEASE = timedelta(minutes=5)
+
+
+def claim_due(factory: sessionmaker[Session], *, now: datetime, owner: str,
+              lease: timedelta = LEASE, limit: int = 500) -> list[Claimed]:
+    return outbox.claim_due(factory, now=now, owner=owner, lease=lease, limit=limit)
 
 
 def add_rows(factory: sessionmaker[Session], n: int, fire_at: datetime = T0,
@@ -153,12 +165,98 @@ def test_transient_failures_back_off_then_fail_after_max_attempts(factory) -> No
     assert counts(factory) == {"failed": 1}
 
 
-def test_reminders_missed_for_longer_than_catch_up_are_skipped(factory) -> None:
+def test_a_claim_never_splits_one_email(factory) -> None:
+    """A unit's reminders firing at the same moment are one email: a claim of 2 rows that
+    reaches one of unit-0's three reminders takes the other two with it."""
+    rows = [{"idempotency_key": f"reminder:m{i}:unit-0:1d", "kind": "reminder",
+             "unit": "unit-0", "occurrence_uids": [f"m{i}"], "offset": "1d", "fire_at": T0,
+             "state": "pending", "attempts": 0, "next_attempt_at": T0, "payload": {},
+             "created_at": T0} for i in range(3)]
+    with factory() as session, session.begin():
+        session.execute(insert(OutboxRow), rows)
+    add_rows(factory, 3)  # unit-0 … unit-2, one row each (unit-0's at the same moment)
+    first = claim_due(factory, now=T0, owner="a", limit=2)
+    assert sorted(c.idempotency_key for c in first) == [
+        "reminder:m0:unit-0:1d", "reminder:m1:unit-0:1d", "reminder:m2:unit-0:1d",
+        "reminder:u0"]
+    assert len(claim_due(factory, now=T0, owner="b", limit=2)) == 2
+
+
+def test_a_renewal_keeps_only_the_rows_still_owned(factory) -> None:
+    add_rows(factory, 3)
+    claimed = claim_due(factory, now=T0, owner="a", lease=timedelta(seconds=30))
+    ids = [c.id for c in claimed]
+    assert renew(factory, ids, owner="a", now=T0 + timedelta(seconds=20),
+                 lease=timedelta(seconds=30)) == set(ids)
+    assert release_expired(factory, now=T0 + timedelta(seconds=40)) == 0  # renewed
+    assert release_expired(factory, now=T0 + timedelta(seconds=51)) == 3
+    taken = claim_due(factory, now=T0 + timedelta(seconds=51), owner="b", limit=1)
+    assert renew(factory, ids, owner="a", now=T0 + timedelta(seconds=52),
+                 lease=timedelta(seconds=30)) == set()  # b has one, two are pending
+    assert renew(factory, [taken[0].id], owner="b", now=T0 + timedelta(seconds=52),
+                 lease=timedelta(seconds=30)) == {taken[0].id}
+
+
+def test_the_rows_of_a_dead_owner_are_released_at_once(factory) -> None:
+    add_rows(factory, 4)
+    claim_due(factory, now=T0, owner="dead", limit=3)
+    claim_due(factory, now=T0, owner="alive", limit=1)
+    assert sending_owners(factory) == {"dead", "alive"}
+    assert release_owners(factory, ["dead"]) == 3
+    assert counts(factory) == {"pending": 3, "sending": 1}
+
+
+def test_reminders_late_by_more_than_catch_up_are_skipped_when_the_clock_agrees(
+        factory) -> None:
     add_rows(factory, 1, fire_at=T0 - timedelta(days=3), kind="old")
     add_rows(factory, 1, fire_at=T0 - timedelta(hours=5), kind="reminder")
     # kind "old" is not a reminder: only reminders are skipped by age.
     with factory() as session, session.begin():
         row = session.scalars(select(OutboxRow).where(OutboxRow.kind == "old")).one()
         row.kind = "reminder"
-    assert skip_missed(factory, now=T0, catch_up=timedelta(days=2)) == 1
+    catch_up = timedelta(days=2)
+    first = note_dispatch(factory, now=T0 - timedelta(minutes=1), owner="a", catch_up=catch_up)
+    assert (first.previous, first.jump) == (None, "none")  # a new store: nothing to prove
+    reading = note_dispatch(factory, now=T0, owner="a", catch_up=catch_up)
+    assert (reading.previous, reading.jump, reading.skipped) == (
+        T0 - timedelta(minutes=1), "none", 1)
     assert sorted(states(factory).values()) == ["pending", "skipped"]
+    with factory() as session:
+        skipped = session.scalars(select(OutboxRow).where(OutboxRow.state == "skipped")).one()
+    assert skipped.last_error == MISSED
+
+
+def test_a_clock_that_jumps_forward_holds_reminders_and_gives_them_back_when_fixed(
+        factory) -> None:
+    """The clock 3 days ahead at start: the reminders due in the next real day look more
+    than catch-up late. They are held, not skipped for good; when the clock is fixed (it
+    goes back), they are pending again and go out at their time."""
+    catch_up = timedelta(days=2)
+    real = T0
+    note_dispatch(factory, now=real - timedelta(minutes=5), owner="a", catch_up=catch_up)
+    add_rows(factory, 2, fire_at=real + timedelta(hours=6))  # due in 6 real hours
+    wrong = real + timedelta(days=3)
+    ahead = note_dispatch(factory, now=wrong, owner="a", catch_up=catch_up)
+    assert (ahead.jump, ahead.held, ahead.skipped) == ("forward", 2, 0)
+    assert counts(factory) == {"skipped": 2}
+    fixed = note_dispatch(factory, now=real + timedelta(minutes=1), owner="a",
+                          catch_up=catch_up)
+    assert (fixed.jump, fixed.revived) == ("backward", 2)
+    assert counts(factory) == {"pending": 2}
+    assert next_due(factory) == real + timedelta(hours=6)
+    assert note_dispatch(factory, now=real + timedelta(minutes=2), owner="a",
+                         catch_up=catch_up).jump == "none"
+
+
+def test_a_real_downtime_keeps_the_missed_reminders_held(factory) -> None:
+    catch_up = timedelta(days=2)
+    note_dispatch(factory, now=T0, owner="a", catch_up=catch_up)
+    add_rows(factory, 1, fire_at=T0 + timedelta(hours=1))  # fired while it was down
+    back = note_dispatch(factory, now=T0 + timedelta(days=4), owner="b", catch_up=catch_up)
+    assert (back.jump, back.held) == ("forward", 1)
+    again = note_dispatch(factory, now=T0 + timedelta(days=4, minutes=1), owner="b",
+                          catch_up=catch_up)
+    assert (again.jump, again.revived) == ("none", 0)
+    with factory() as session:
+        row = session.scalars(select(OutboxRow)).one()
+    assert (row.state, row.last_error) == ("skipped", HELD)

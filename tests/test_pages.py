@@ -255,7 +255,8 @@ def test_undo_within_24_hours_and_not_after(site: Site) -> None:
     fields = form_of(request(site.port, path))
     request(site.port, path, "POST", fields)
     before_undo = outbox(site.factory)
-    assert before_undo[f"reminder:{BAO_CAO}:phong-dan-toc:3d"] == ("cancelled", CONFIRMED)
+    key = f"reminder:{BAO_CAO}:phong-dan-toc:3d:2024-06-28"
+    assert before_undo[key] == ("cancelled", CONFIRMED)
 
     site.clock.at = NOW + timedelta(hours=23, minutes=59)
     page = request(site.port, path)
@@ -265,7 +266,7 @@ def test_undo_within_24_hours_and_not_after(site: Site) -> None:
     assert "Đã hoàn tác xác nhận." in undone.text
     assert 'id="confirm-form"' in undone.text
     assert confirmations(site.factory)[(BAO_CAO, "phong-dan-toc")].undone_at is not None
-    assert outbox(site.factory)[f"reminder:{BAO_CAO}:phong-dan-toc:3d"] == ("pending", None)
+    assert outbox(site.factory)[key] == ("pending", None)
 
     # Confirmed again; after 24 h the page has no undo button any more, and the undo
     # button of a page loaded before then is refused.
@@ -419,12 +420,13 @@ def delivered(factory: sessionmaker[Session], key: str, state: str, at: datetime
 
 
 def test_the_status_page_opens_with_the_campaign_owner_or_admin_token(site: Site) -> None:
-    delivered(site.factory, f"reminder:{HO_SO}:phong-dan-toc:1d", "failed",
+    delivered(site.factory, f"reminder:{HO_SO}:phong-dan-toc:1d:2024-05-30", "failed",
               datetime(2024, 5, 29, 7, 30, tzinfo=VN))
-    delivered(site.factory, f"reminder:{HO_SO}:ubnd-xa-a:1d", "sent",
+    delivered(site.factory, f"reminder:{HO_SO}:ubnd-xa-a:1d:2024-05-30", "sent",
               datetime(2024, 5, 29, 7, 30, 12, tzinfo=VN))
     request(site.port, confirm_path(HO_SO, "ubnd-xa-a"), "POST",
-            form_of(request(site.port, confirm_path(HO_SO, "ubnd-xa-a"))))
+            form_of(request(site.port, confirm_path(HO_SO, "ubnd-xa-a")))
+            | {"by": "Nguyễn Văn <A>"})
     reference = not_found(site)
     for token in (site.token("campaign", "thi-dua-2024"), site.token("admin", "all"),
                   site.token("unit", "phong-noi-vu")):  # the owner
@@ -447,10 +449,11 @@ def test_the_status_page_opens_with_the_campaign_owner_or_admin_token(site: Site
     ho_so = text[text.index("Gửi hồ sơ"):text.index("Báo cáo sơ kết")]
     assert "đã xác nhận 1/2 đơn vị, quá hạn 1" in ho_so
     assert ('<tr class="row-overdue"><td>Phòng Dân tộc &lt;b&gt;huyện&lt;/b&gt;</td>'
-            '<td class="state-overdue">QUÁ HẠN</td><td></td>'
+            '<td class="state-overdue">QUÁ HẠN</td><td></td><td></td>'
             '<td class="overdue">GỬI LỖI 07:30, Thứ Tư, 29/5/2024</td></tr>') in ho_so
     assert ('<tr class="row-confirmed"><td>UBND xã A</td><td class="state-confirmed">'
             "Đã xác nhận</td><td>09:00, Thứ Bảy, 01/6/2024</td>"
+            "<td>Nguyễn Văn &lt;A&gt;</td>"
             "<td>đã gửi 07:30, Thứ Tư, 29/5/2024</td></tr>") in ho_so
     bao_cao = text[text.index("Báo cáo sơ kết"):]
     assert "Chưa xác nhận" in bao_cao
