@@ -29,12 +29,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Headless Chromium for tests/test_pages_browser.py (Debian packages; Selenium drives it).
-# Best effort: without root or network the browser tests skip and say so loudly.
+# Debian tools the tests drive: headless Chromium for tests/test_pages_browser.py
+# (Selenium drives it) and calcurse, a calendar client that imports the emails' .ics
+# attachments (tests/test_delivery_changes.py). Best effort: without root or network the
+# tests that need them skip and say so loudly.
+DEBIAN_TOOLS := chromium:chromium chromedriver:chromium-driver calcurse:calcurse
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver) || \
-	  echo "mocd: could not install chromium/chromium-driver; the browser tests will be SKIPPED"
+	@missing=""; for pair in $(DEBIAN_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  (apt-get update && apt-get install -y --no-install-recommends $$missing) || \
+	  echo "mocd: could not install$$missing; the tests that need them will be SKIPPED"; fi
 
 # ical.js, the parser of Thunderbird's calendar, for tests/test_feeds_clients.py (npm, pinned
 # by tests/clients/package-lock.json). Best effort: without node/npm those tests skip loudly.

@@ -58,9 +58,10 @@ _END = b"END:VCALENDAR\r\n"
 # can be split around that line (a private-use character: no config text contains it).
 _PLACEHOLDER = "\ue000mocd-description\ue000"
 
-ExtraLines = Callable[[Occurrence, str | None], Sequence[str]]
-"""Per-unit DESCRIPTION lines: ``extra_lines(occurrence, unit_id)`` (``None`` for the campaign
-and all feeds) → lines appended to the description (issue 5: the confirmation link)."""
+ExtraLines = Callable[[Occurrence, str | None, str], Sequence[str]]
+"""Per-unit DESCRIPTION lines: ``extra_lines(occurrence, unit_id, language)`` (``unit_id``
+None for the campaign and all feeds) → lines appended to the description (the daemon's:
+the unit's confirmation link, :func:`notifications.confirmations.feed_confirm_lines`)."""
 
 
 def _shift(day: date, delta: timedelta) -> date:
@@ -584,7 +585,8 @@ class FeedBuilder:
         if self.extra_lines is not None:
             hook = self.extra_lines
             unit = plan.unit
-            extras = tuple(tuple(hook(item.occurrence, unit)) for item in plan.items)
+            extras = tuple(tuple(hook(item.occurrence, unit, plan.language))
+                           for item in plan.items)
             if not any(extras):
                 extras = None
         return (plan.name, plan.language, events, extras)
@@ -623,8 +625,8 @@ def naive_feed(builder: FeedBuilder, key: FeedKey) -> bytes:
         o = item.occurrence
         campaign = builder._campaign_title(o)
         celebrated = builder._celebrated(o.campaign, plan.language)
-        lines = (builder.extra_lines(o, plan.unit) if builder.extra_lines is not None
-                 else ())
+        lines = (builder.extra_lines(o, plan.unit, plan.language)
+                 if builder.extra_lines is not None else ())
         text = feed_description(o, plan.language, names, campaign=campaign,
                                 celebrated=celebrated,
                                 extra=[one_line(line) for line in lines])

@@ -18,7 +18,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from notifications.planning import PLANNED_KINDS, key_prefix
 from scheduler.database import transaction
 from scheduler.models import Confirmation, OutboxRow
+from scheduler.occurrences import Occurrence
 
 CONFIRM_PURPOSE = "confirm-link"
 UNDO_WINDOW = timedelta(hours=24)
@@ -74,6 +75,26 @@ def read_confirm_token(key: bytes, token: str) -> tuple[str, str] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return uid, unit
+
+
+_FEED_LABEL = {"vi": "Xác nhận hoàn thành", "en": "Confirm completion"}
+
+
+def feed_confirm_lines(key: bytes, public_url: str
+                       ) -> Callable[[Occurrence, str | None, str], list[str]]:
+    """The per-unit DESCRIPTION line of a feed (``calendars.feeds.ExtraLines``): the link
+    that confirms a deadline, for the units that must do it (the same link as in its
+    emails). Campaign and ``all`` feeds (no unit) and anything but a live deadline get
+    none."""
+    base = public_url.rstrip("/")
+
+    def lines(o: Occurrence, unit: str | None, language: str) -> list[str]:
+        if unit is None or o.kind != "deadline" or o.cancelled or unit not in o.workers:
+            return []
+        label = _FEED_LABEL.get(language, _FEED_LABEL["vi"])
+        return [f"{label}: {base}/confirm/{confirm_token(key, o.uid, unit)}"]
+
+    return lines
 
 
 def link_valid(day: date, today: date) -> bool:

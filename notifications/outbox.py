@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, select, tuple_, update
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifications.planning import PLANNED_KINDS
 from scheduler.database import engine_of, transaction
-from scheduler.models import OutboxRow, StoreMark
+from scheduler.models import ConfigRevision, OutboxRow, StoreMark
 
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_CAP = timedelta(hours=6)
@@ -323,12 +323,12 @@ def note_dispatch(factory: sessionmaker[Session], *, now: datetime, owner: str,
 
     Only a downtime the store can prove skips a reminder for good. The store keeps the
     time of the last dispatch round (``store_marks.dispatched``, written every round, at
-    least once a minute while a daemon runs; the newest ``sent_at`` before this mark
-    existed):
+    least once a minute while a daemon runs; before the first round, the newest sent
+    email or applied config):
 
     - the clock agrees with it (``now`` is at most ``catch_up`` after it, and not before
       it): rows more than ``catch_up`` late are ``skipped`` for good;
-    - there is no mark (the store never dispatched): nothing is proven, nothing skipped;
+    - the store has seen nothing happen yet: nothing is proven, nothing skipped;
     - ``now`` is more than ``catch_up`` after it — the daemon was stopped that long, or the
       clock jumped forward: those rows are held back (``skipped`` with :data:`HELD`),
       not sent, and kept;
@@ -338,8 +338,7 @@ def note_dispatch(factory: sessionmaker[Session], *, now: datetime, owner: str,
     """
     with transaction(factory) as session:
         mark = session.get(StoreMark, "dispatched", with_for_update=True)
-        previous = mark.at if mark is not None else session.scalar(
-            select(func.max(OutboxRow.sent_at)))
+        previous = mark.at if mark is not None else _last_activity(session)
         if mark is None:
             mark = StoreMark(name="dispatched", at=now)
             session.add(mark)
@@ -361,8 +360,32 @@ def note_dispatch(factory: sessionmaker[Session], *, now: datetime, owner: str,
         return ClockReading(previous, "none", skipped=_count(skipped))
 
 
+def _last_activity(session: Session) -> datetime | None:
+    """Before the first mark (a new store, or one from before marks existed): the last
+    thing the store saw happen, a sent email or an applied config."""
+    moments = [session.scalar(select(func.max(OutboxRow.sent_at))),
+               session.scalar(select(func.max(ConfigRevision.applied_at)))]
+    return max((m for m in moments if m is not None), default=None)
+
+
 def _count(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def retry_failed(factory: sessionmaker[Session], *, now: datetime, unit: str | None = None,
+                 since: date | None = None, tz: tzinfo | None = None) -> int:
+    """``mocd outbox retry``: failed rows (of ``unit``, due on or after the local day
+    ``since``) are pending again with a fresh set of attempts, due ``now``. Only ``failed``
+    rows: sent ones are never sent again, skipped and cancelled ones had their reasons."""
+    where: list[ColumnElement[bool]] = [OutboxRow.state == "failed"]
+    if unit is not None:
+        where.append(OutboxRow.unit == unit)
+    if since is not None:
+        where.append(OutboxRow.fire_at >= datetime.combine(since, time(0), tzinfo=tz or UTC))
+    with transaction(factory) as session:
+        return _count(session.execute(update(OutboxRow).where(*where).values(
+            state="pending", attempts=0, next_attempt_at=now, lease_until=None,
+            lease_owner=None)))
 
 
 def next_due(factory: sessionmaker[Session]) -> datetime | None:

@@ -29,7 +29,13 @@ from notifications.planning import PlannedReminder, count_reminders, plan_remind
 from notifications.transport import TransportError
 from scheduler.agenda import agenda_json, agenda_text, json_lines, reminder_record, reminders_text
 from scheduler.clock import Clock, SystemClock, today
-from scheduler.database import connect, has_tables, require_current, upgrade
+from scheduler.database import (
+    connect,
+    has_tables,
+    require_current,
+    session_factory,
+    upgrade,
+)
 from scheduler.dates import DateTextError, parse_date
 from scheduler.expand import Window, expand_loaded, working_calendar
 from scheduler.models import OUTBOX_STATES, OutboxRow
@@ -156,6 +162,7 @@ def check(ctx: Context, config_dir: Path | None) -> None:
     settings = ctx.settings
     directory = config_dir or settings.config_dir
     plan = _plan(ctx, directory, None, None)
+    _check_delivery(settings)
     calendar = working_calendar(plan.config)
     in_range = list(_selected(plan, None))
     reminders = count_reminders(in_range, plan.config.units, calendar, settings.reminders,
@@ -167,6 +174,19 @@ def check(ctx: Context, config_dir: Path | None) -> None:
         f"{len(plan.occurrences)} occurrences; from {plan.first} to {plan.last}: "
         f"{len(in_range)} occurrences, {reminders} reminders"
     )
+
+
+def _check_delivery(settings: Settings) -> None:
+    """What the daemon would refuse at start, found by ``check``: a ``mail.url`` that does
+    not parse, an email template (``templates_dir``) that does not render."""
+    from notifications.mail_url import parse_mail_url
+    from notifications.messages import MessageFactory
+
+    if settings.mail.url:
+        parse_mail_url(settings.mail.url)
+    problems = MessageFactory(settings, {}).check_templates()
+    if problems:
+        raise UserError(f"templates_dir {settings.templates_dir}: " + "; ".join(problems))
 
 
 def _selected(plan: Plan, unit: str | None) -> Iterator[Occurrence]:
@@ -236,15 +256,20 @@ def feed(ctx: Context, unit: str | None, campaign: str | None, everything: bool,
     """Print a feed (iCalendar) to stdout: UNIT's, a campaign's, or all.
 
     From the database when the daemon has applied one, else from the config alone; the
-    same state gives the same bytes either way.
+    same state gives the same bytes either way, and the bytes the daemon serves (a
+    unit's feed carries its confirmation links).
     """
     from calendars.feed_export import open_feeds
     from calendars.feed_types import FeedKey
+    from calendars.tokens import derive_key, load_secret
+    from notifications.confirmations import CONFIRM_PURPOSE, feed_confirm_lines
 
     _check_one_feed(unit, campaign, everything)
     settings = ctx.settings
+    links = feed_confirm_lines(derive_key(load_secret(settings), CONFIRM_PURPOSE),
+                               settings.public_url)
     source = open_feeds(settings, config_dir or settings.config_dir,
-                        ctx.clock.now(settings.tz))
+                        ctx.clock.now(settings.tz), extra_lines=links)
     plans = source.builder.plans
     if everything:
         key = FeedKey("all")
@@ -427,14 +452,44 @@ OUTBOX_FIELDS = ("id", "kind", "unit", "occurrence_uids", "offset", "fire_at", "
                  "attempts", "next_attempt_at", "last_error", "smtp_reply", "message_id")
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--state", type=click.Choice(list(OUTBOX_STATES)), default=None,
               help="Only rows in this state.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
+@click.pass_context
+def outbox(click_ctx: click.Context, state: str | None, fmt: str) -> None:
+    """List the outbox (every email mocd will send, sent, or gave up on), by fire time;
+    ``mocd outbox retry`` sends failed ones again."""
+    if click_ctx.invoked_subcommand is None:
+        _list_outbox(click_ctx.obj, state, fmt)
+
+
+@outbox.command("retry")
+@click.option("--unit", default=None, help="Only the rows of this unit id.")
+@click.option("--since", default=None, metavar="YYYY-MM-DD",
+              help="Only rows due on or after this day.")
 @click.pass_obj
-def outbox(ctx: Context, state: str | None, fmt: str) -> None:
-    """List the outbox (every email mocd will send, sent, or gave up on), by fire time."""
+def outbox_retry(ctx: Context, unit: str | None, since: str | None) -> None:
+    """Queue failed emails again (after fixing what made them fail, e.g. the SMTP
+    server): each gets a fresh set of attempts; the running daemon sends them within a
+    minute."""
+    from notifications.outbox import retry_failed
+
+    settings = ctx.settings
+    first = _date_option(since, "--since")
+    engine = _current_store(ctx)
+    try:
+        queued = retry_failed(session_factory(engine), now=ctx.clock.now(settings.tz),
+                              unit=unit, since=first, tz=settings.tz)
+    finally:
+        engine.dispose()
+    which = "".join([f" of {unit}" if unit else "", f" due since {first}" if first else ""])
+    click.echo(f"queued {queued} failed emails{which} for another try" if queued
+               else f"no failed emails{which} to retry")
+
+
+def _list_outbox(ctx: Context, state: str | None, fmt: str) -> None:
     engine = _current_store(ctx)
     query = select(OutboxRow).order_by(OutboxRow.fire_at, OutboxRow.id)
     if state:
@@ -508,7 +563,7 @@ def tokens() -> None:
 def _token_generations(ctx: Context) -> dict[tuple[str, str], int]:
     """Generations from the database; none yet (no database file, no tables) is all 1."""
     from calendars.tokens import load_generations
-    from scheduler.database import existing_store, session_factory
+    from scheduler.database import existing_store
 
     engine = existing_store(ctx.settings.effective_database_url)
     if engine is None:
@@ -565,7 +620,6 @@ def tokens_rotate(ctx: Context, unit: str | None, campaign: str | None, everythi
     """Give UNIT's feed a new token; the old URL stops working (within a minute on a
     running daemon)."""
     from calendars.tokens import ADMIN_SUBJECT, FeedTokens, Scope, feed_url, rotate, webcal_url
-    from scheduler.database import session_factory
 
     _check_one_feed(unit, campaign, everything)
     settings = ctx.settings

@@ -30,7 +30,7 @@ from calendars.tokens import derive_key, load_secret
 from config.errors import ConfigError, RuntimeFailure, UserError
 from config.loader import read_config
 from config.settings import Settings
-from notifications.confirmations import CONFIRM_PURPOSE
+from notifications.confirmations import CONFIRM_PURPOSE, feed_confirm_lines
 from notifications.digest import queue_digests
 from notifications.mail_url import open_transport
 from notifications.messages import MessageFactory
@@ -251,17 +251,18 @@ class Daemon:
         await asyncio.to_thread(self.check_templates)
         factory = await asyncio.to_thread(self.open_store)
         self.metrics.factory = factory
-        self.feeds = self.feed_service(factory)
+        secret = await asyncio.to_thread(load_secret, self.settings)  # a file: off the loop
+        confirm_key = derive_key(secret, CONFIRM_PURPOSE)
+        self.feeds = self.feed_service(factory, confirm_key)
         if not await asyncio.to_thread(self.apply_config) and self.last_apply is None:
             log.warning("starting without a valid config: only what is already in the outbox "
                         "is sent until the config is fixed")
         await self.feeds.start()  # listening before READY; a port in use stops here
         transport = open_transport(self.settings.mail, self.settings.state_dir / "outbox")
         names = await asyncio.to_thread(self._unit_names)
-        secret = await asyncio.to_thread(load_secret, self.settings)  # a file: off the loop
         self.dispatcher = Dispatcher(factory, transport, MessageFactory(
             self.settings, names, self.settings.templates_dir), self.settings, self.clock,
-            self.owner, confirm_key=derive_key(secret, CONFIRM_PURPOSE),
+            self.owner, confirm_key=confirm_key,
             owner_lock=self.owner_lock, admin_spool=self.settings.state_dir / "outbox")
         scheduler = AsyncIOScheduler(timezone=self.settings.tz)
         scheduler.add_job(self.wake.set, "interval", seconds=SAFETY_INTERVAL.total_seconds(),
@@ -300,13 +301,16 @@ class Daemon:
 
     # -- feeds, health -----------------------------------------------------------
 
-    def feed_service(self, factory: sessionmaker[Session]) -> FeedService:
+    def feed_service(self, factory: sessionmaker[Session],
+                     confirm_key: bytes | None = None) -> FeedService:
         """The HTTP server and the upkeep of tokens and feeds: the server reads the feeds
         from the :class:`~calendars.feed_cache.FeedCache`, which re-renders what changed
-        after every apply (and when another instance applied a revision)."""
+        after every apply (and when another instance applied a revision). Per-unit feeds
+        carry the unit's confirmation links (``confirm_key``)."""
         from calendars.feed_cache import FeedCache
 
-        cache = FeedCache()
+        cache = FeedCache(extra_lines=None if confirm_key is None else feed_confirm_lines(
+            confirm_key, self.settings.public_url))
         return FeedService(self.settings, factory, self.metrics, self.health, source=cache,
                            refresh=lambda: cache.refresh(factory, self.settings, self.now()),
                            clock=self.clock)

@@ -121,7 +121,7 @@ def test_concatenated_feeds_equal_icalendars_own_output() -> None:
 
 
 def test_per_unit_lines_cost_a_description_line_and_match_icalendar() -> None:
-    def confirm(o: Occurrence, unit: str | None) -> list[str]:
+    def confirm(o: Occurrence, unit: str | None, language: str) -> list[str]:
         if unit is None or o.kind != "deadline":
             return []
         return [f"Xác nhận hoàn thành: https://mocd.example.vn/confirm/{unit}/{o.uid}"]
