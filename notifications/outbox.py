@@ -338,10 +338,16 @@ def note_dispatch(factory: sessionmaker[Session], *, now: datetime, owner: str,
     """
     with transaction(factory) as session:
         mark = session.get(StoreMark, "dispatched", with_for_update=True)
-        previous = mark.at if mark is not None else _last_activity(session)
-        if mark is None:
-            mark = StoreMark(name="dispatched", at=now)
-            session.add(mark)
+        previous = mark.at if mark is not None else None
+        if mark is None:  # the first round of this store (or of two instances at once)
+            previous = _last_activity(session)
+            insert_into = (postgresql_insert if session.get_bind().dialect.name == "postgresql"
+                           else sqlite_insert)
+            session.execute(insert_into(StoreMark).values(
+                name="dispatched", at=now, owner=owner).on_conflict_do_nothing())
+            mark = session.get(StoreMark, "dispatched", with_for_update=True,
+                               populate_existing=True)
+            assert mark is not None
         mark.at, mark.owner = now, owner
         if previous is None:  # a store that never dispatched proves nothing
             return ClockReading(None, "none")

@@ -58,6 +58,7 @@ from scheduler.ownership import OwnerLock
 log = logging.getLogger("mocd.dispatch")
 ADMIN_KINDS = ("delivery_failure", "config_error")  # rows whose email goes to mail.admin
 MAX_CLAIM = 500  # rows in one claim, however fast the server
+CLAIM_AHEAD = 2.0  # seconds of sending, at the measured rate, that one claim may hold
 
 
 class Obsolete(Exception):
@@ -249,11 +250,11 @@ class Dispatcher:
     async def run_once(self) -> DispatchReport:
         """Send everything due now, and return what happened.
 
-        Claims are small — what the slots can send while the lease lasts, a few times
-        ``mail.concurrency`` at first, more once the server proves fast, never more than
-        ``mail.rate_per_minute`` allows within half a lease — and the next claim is made
-        when the slots are about to run dry. So a crash strands few rows, and a slow
-        server never holds rows past their lease.
+        Claims are small — four times ``mail.concurrency``, or what the slots send in
+        :data:`CLAIM_AHEAD` seconds at the rate measured so far when that is more (a fast
+        server), never more than ``mail.rate_per_minute`` allows within half a lease —
+        and the next claim is made when the slots are about to run dry. So a crash
+        strands few rows, and rows never wait long under a lease.
         """
         report = DispatchReport()
         await asyncio.to_thread(self._recover)
@@ -300,7 +301,7 @@ class Dispatcher:
     def _claim_size(self) -> int:
         mail = self.settings.mail
         lease = self.lease.total_seconds()
-        size = max(4 * mail.concurrency, min(MAX_CLAIM, int(self._rate * lease / 4)))
+        size = max(4 * mail.concurrency, min(MAX_CLAIM, int(self._rate * CLAIM_AHEAD)))
         if mail.rate_per_minute:
             size = min(size, max(1, int(mail.rate_per_minute * lease / 60 / 2)))
         return size
