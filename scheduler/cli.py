@@ -485,7 +485,9 @@ def outbox_retry(ctx: Context, unit: str | None, since: str | None) -> None:
     finally:
         engine.dispose()
     which = "".join([f" of {unit}" if unit else "", f" due since {first}" if first else ""])
-    click.echo(f"queued {queued} failed emails{which} for another try" if queued
+    emails = "email" if queued == 1 else "emails"
+    click.echo(f"queued {queued} failed {emails}{which} for another try; the running daemon "
+               "sends them within a minute" if queued
                else f"no failed emails{which} to retry")
 
 

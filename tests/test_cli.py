@@ -116,6 +116,27 @@ def test_check_a_valid_config(cli):
     )
 
 
+def test_check_renders_every_template_and_names_the_broken_file(
+        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    templates = tmp_path / "templates"
+    (templates / "en").mkdir(parents=True)
+    (templates / "en" / "digest.txt.j2").write_text(
+        "Hello {{ recipient.name }}\n{{ no_such_variable }}\n", encoding="utf-8")
+    monkeypatch.setenv("MOCD_TEMPLATES_DIR", str(templates))
+    code, out, err = cli("check")
+    assert (code, out) == (1, "")
+    assert err == (f"templates_dir {templates}: template {templates}/en/digest.txt.j2:2: "
+                   "UndefinedError: 'no_such_variable' is undefined\n")
+
+
+def test_check_validates_mail_url(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOCD_MAIL__URL", "smpt://mail.example.vn")
+    code, out, err = cli("check")
+    assert (code, out) == (1, "")
+    assert err.startswith("mail.url: unknown scheme 'smpt' (use smtp:// or smtps://")
+    assert err.count("\n") == 1
+
+
 # -- agenda --format json ---------------------------------------------------------
 
 

@@ -193,3 +193,21 @@ def test_mocd_reload_waits_for_the_reload_and_reports_a_rejected_config(daemon: 
     assert "rejected" in done.stderr
     assert daemon.process.poll() is None
     assert daemon.stop() == 0
+
+
+def test_a_template_that_does_not_render_stops_the_start_with_one_line(daemon: Daemon) -> None:
+    templates = daemon.tmp / "templates"
+    (templates / "vi").mkdir(parents=True)
+    (templates / "vi" / "reminder.html.j2").write_text("<p>{{ items[0].titel }}</p>\n",
+                                                       encoding="utf-8")
+    (daemon.tmp / "none.toml").write_text("")
+    env = daemon.env() | {"MOCD_TEMPLATES_DIR": str(templates)}
+    env.pop("NOTIFY_SOCKET")
+    done = subprocess.run([str(MOCD), "run", "--config", str(daemon.config)], env=env,
+                          cwd=daemon.tmp, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"templates_dir {templates}: template {templates}/vi/reminder.html.j2:1: "
+        "UndefinedError: 'dict object' has no attribute 'titel'")
+    assert not (daemon.state / "mocd.sqlite3").exists()  # refused before touching the store
