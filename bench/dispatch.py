@@ -698,7 +698,7 @@ def startup_steps(db: Path, state_dir: Path, config_dir: Path) -> list[Step]:
     from config.settings import Settings
     from notifications.eml_files import EmlFileTransport
     from notifications.messages import MessageFactory
-    from notifications.outbox import next_due, skip_missed
+    from notifications.outbox import next_due, note_dispatch
     from scheduler.clock import SystemClock
     from scheduler.daemon import Daemon
     from scheduler.dispatcher import Dispatcher
@@ -717,9 +717,9 @@ def startup_steps(db: Path, state_dir: Path, config_dir: Path) -> list[Step]:
     timed("apply_config (read, expand, plan, apply)", daemon.apply_config,
           lambda _: "applied" if daemon.last_apply and daemon.last_apply.applied
           else "unchanged revision: no diff")
-    timed("skip_missed", lambda: skip_missed(factory, now=daemon.now(),
-                                             catch_up=settings.reminders.catch_up),
-          lambda n: f"{n} rows skipped")
+    timed("note_dispatch (late reminders)", lambda: note_dispatch(
+        factory, now=daemon.now(), owner="bench", catch_up=settings.reminders.catch_up),
+        lambda r: f"{r.skipped + r.held} rows skipped or held")
     names = timed("_unit_names", daemon._unit_names, lambda d: f"{len(d)} units")
     timed("next_due (arm)", lambda: next_due(factory), lambda d: f"next {d}")
     dispatcher = Dispatcher(factory, EmlFileTransport(state_dir / "outbox"),

@@ -47,6 +47,7 @@ from scheduler.database import (
     transaction,
     upgrade,
 )
+from scheduler.dates import format_duration
 from scheduler.dispatcher import Dispatcher, DispatchReport
 from scheduler.expand import Window, expand_loaded, working_calendar
 from scheduler.models import ConfigRevision
@@ -151,7 +152,7 @@ class Daemon:
                      "moved are sent now; %d that came due longer than reminders.catch_up "
                      "(%s) ago, or after their item was over, are not sent",
                      result.reminders_late, result.reminders_too_late,
-                     self.settings.reminders.catch_up)
+                     format_duration(self.settings.reminders.catch_up))
         if self.feeds is not None:  # tokens for new units/campaigns, re-rendered feeds
             self.feeds.after_apply(config.units, config.campaigns, now, result.revision_id)
         if result.applied:

@@ -85,6 +85,17 @@ def parse_duration(text: str) -> timedelta:
     return total
 
 
+def format_duration(value: timedelta) -> str:
+    """A duration as the settings write it: ``2d``, ``1h30m``, ``45s`` (logs, messages)."""
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
 def add_months(d: date, months: int) -> date:
     """Calendar months, clamping to the month's last day (31 Jan + 1 month = 28/29 Feb)."""
     index = d.year * 12 + d.month - 1 + months

@@ -50,7 +50,7 @@ from notifications.outbox import (
 from notifications.planning import PLANNED_KINDS
 from notifications.transport import PermanentError, TransientError, Transport, TransportError
 from scheduler.clock import Clock
-from scheduler.dates import Span
+from scheduler.dates import Span, format_duration
 from scheduler.models import StoredOccurrence, Unit
 from scheduler.occurrences import Occurrence, as_before, from_record
 from scheduler.ownership import OwnerLock
@@ -324,7 +324,7 @@ class Dispatcher:
                          ", ".join(dead))
 
     def _log_clock(self, reading: ClockReading, now: datetime) -> None:
-        catch_up = self.settings.reminders.catch_up
+        catch_up = format_duration(self.settings.reminders.catch_up)
         if reading.jump == "forward" and self._may_warn("forward"):
             assert reading.previous is not None
             log.warning("the store's last dispatch was %s ago (%s): the daemon was stopped "
