@@ -499,7 +499,10 @@ class MessageFactory:
         first = changes[0] if changes else None
         subject = (f"{tag} {title}: {first.old_short} → {first.new_short}" if first
                    else f"{tag} {title}")
-        context = {"item": self._item_view(o, language),
+        item = self._item_view(o, language)
+        if any(c.label == _CHANGE_LABELS[language]["location"] for c in changes):
+            item["location"] = None  # shown once, as the change
+        context = {"item": item,
                    "changes": [{"label": c.label, "old": c.old, "new": c.new}
                                for c in changes],
                    "when_changed": any(c.label != _CHANGE_LABELS[language]["location"]

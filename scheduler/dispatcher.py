@@ -327,12 +327,12 @@ class Dispatcher:
         catch_up = format_duration(self.settings.reminders.catch_up)
         if reading.jump == "forward" and self._may_warn("forward"):
             assert reading.previous is not None
-            log.warning("the store's last dispatch was %s ago (%s): the daemon was stopped "
-                        "that long or the clock jumped forward; %d reminders more than "
-                        "reminders.catch_up (%s) late are held back, not sent (they are "
-                        "sent if the clock goes back)", _ago(now - reading.previous),
-                        reading.previous.isoformat(timespec="seconds"), reading.held,
-                        catch_up)
+            level = logging.WARNING if reading.held else logging.INFO
+            log.log(level, "the store's last dispatch was %s ago (%s): the daemon was "
+                    "stopped that long or the clock jumped forward; %d reminders more than "
+                    "reminders.catch_up (%s) late are held back, not sent (they are sent if "
+                    "the clock goes back)", _ago(now - reading.previous),
+                    reading.previous.isoformat(timespec="seconds"), reading.held, catch_up)
         elif reading.jump == "backward" and self._may_warn("backward"):
             assert reading.previous is not None
             log.warning("the clock is %s behind the store's last dispatch (%s): it went "

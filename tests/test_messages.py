@@ -738,6 +738,7 @@ def test_change_notice_of_a_place(factory: MessageFactory, occ: dict[str, Occurr
     assert "Địa điểm cũ: (chưa có)" in text
     assert "Địa điểm mới: Hội trường UBND huyện" in text
     assert "Thời gian: Thứ Năm, 20/6/2024" in text  # unchanged, shown once
+    assert text.count("Hội trường UBND huyện") == 1  # the new place, once
 
 
 def test_cancellation_notice(factory: MessageFactory, factory_en: MessageFactory,
