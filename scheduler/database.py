@@ -102,12 +102,13 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration (``mocd db upgrade``; ``mocd run`` on SQLite)."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest migration (``mocd db upgrade``; ``mocd run`` on SQLite),
+    or to ``revision``."""
     cfg = alembic_config()
     with engine.connect() as connection:
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
         if connection.in_transaction():
             connection.commit()
 

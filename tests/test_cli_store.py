@@ -75,16 +75,9 @@ def test_an_unreachable_database_is_one_line_exit_3(run_cli: RunCli,
 
 
 def test_a_schema_behind_the_newest_migration_says_so(run_cli: RunCli, database: str) -> None:
-    from alembic import command
+    from scheduler.database import head_revision, upgrade
 
-    from scheduler.database import alembic_config, head_revision
-
-    engine = open_engine(database)
-    cfg = alembic_config()
-    with engine.connect() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0003")
-        connection.commit()
+    upgrade(open_engine(database), "0003")
     code, out, err = run_cli(["outbox"])
     assert (code, out) == (3, "")
     assert err == (f"mocd: the database schema is at revision 0003, this mocd needs "
@@ -94,17 +87,12 @@ def test_a_schema_behind_the_newest_migration_says_so(run_cli: RunCli, database:
 def test_the_upgrade_names_the_day_in_reminder_keys(database: str) -> None:
     """Keys written by mocd before the day was part of them keep their rows: a sent
     reminder stays the same row (so it is not sent again), with the day appended."""
-    from alembic import command
     from sqlalchemy import text
 
-    from scheduler.database import alembic_config, upgrade
+    from scheduler.database import upgrade
 
     engine = open_engine(database)
-    cfg = alembic_config()
-    with engine.connect() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0003")
-        connection.commit()
+    upgrade(engine, "0003")
     with engine.begin() as connection:
         connection.execute(text(
             "INSERT INTO occurrences (uid, kind, first_day, last_day, due, cancelled, "

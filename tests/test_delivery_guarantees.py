@@ -348,6 +348,25 @@ class World:
     def logs(self) -> str:
         return "\n".join(f"=== {d.name}\n{d.output()}" for d in self.daemons)
 
+    def two_daemons(self, port: int, **extra: str) -> tuple[Daemon, Daemon]:
+        """Two instances on the same store, started together and ready."""
+        a, b = self.daemon(port, "mocd-a", **extra), self.daemon(port, "mocd-b", **extra)
+        a.start()
+        b.start()
+        a.ready()
+        b.ready()
+        return a, b
+
+    def all_sent(self, units: int, timeout: float) -> None:
+        """Every reminder row sent; then every daemon stopped cleanly."""
+        assert self.store is not None
+        store = self.store
+        wait_until(lambda: store.states() == {"sent": units}, timeout, "every row sent", self)
+        time.sleep(0.5)
+        for daemon in self.daemons:
+            if daemon.process is not None and daemon.process.poll() is None:
+                assert daemon.terminate() == 0
+
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str,
                world: World | None = None, interval: float = 0.05) -> None:
@@ -619,15 +638,8 @@ def test_two_daemons_on_one_postgres_send_every_message_once(postgres_world, ser
     second = content_hash(loaded.config, settings, label)
     box = Mailbox()
     server = servers(box)
-    a, b = world.daemon(server.port, "mocd-a"), world.daemon(server.port, "mocd-b")
-    a.start()
-    b.start()
-    a.ready()
-    b.ready()
-    wait_until(lambda: store.states() == {"sent": units}, 90, "every row sent", world)
-    time.sleep(0.5)
-    assert a.terminate() == 0
-    assert b.terminate() == 0
+    a, b = world.two_daemons(server.port)
+    world.all_sent(units, 90)
 
     got = box.per_recipient()
     assert got == Counter({x: 1 for x in everyone(units)})
@@ -655,17 +667,8 @@ def test_two_daemons_a_slow_server_and_a_short_lease_send_every_message_once(
     world.prepare(units)
     box = Mailbox(delay=1.5)
     server = servers(box)
-    settings = {"MOCD_MAIL__LEASE": "5s", "MOCD_MAIL__CONCURRENCY": "2"}
-    a = world.daemon(server.port, "mocd-a", **settings)
-    b = world.daemon(server.port, "mocd-b", **settings)
-    a.start()
-    b.start()
-    a.ready()
-    b.ready()
-    wait_until(lambda: store.states() == {"sent": units}, 180, "every row sent", world)
-    time.sleep(1.0)
-    assert a.terminate() == 0
-    assert b.terminate() == 0
+    a, b = world.two_daemons(server.port, MOCD_MAIL__LEASE="5s", MOCD_MAIL__CONCURRENCY="2")
+    world.all_sent(units, 180)
     got = box.per_recipient()
     duplicates = box.count() - units
     print(f"two daemons, slow server: {box.count()} emails for {units} reminders "
