@@ -548,6 +548,10 @@ def test_the_lead_and_cc_units_have_no_confirm_buttons(site: Site) -> None:
     assert HO_SO in lead
     assert 'class="button confirm"' not in lead
     assert ' is-overdue"' not in lead
+    # One rule with the emails and status: the lead follows up; its link (if it had
+    # one) opens nothing.
+    reply = request(site.port, confirm_path(HO_SO, "phong-noi-vu"))
+    assert (reply.status, reply.body) == (404, not_found(site).body)
     cc = agenda(site, "ubnd-xa-b").text
     assert set(items_of(cc)) == {HOI_NGHI}
     assert "(Để biết)" in cc
