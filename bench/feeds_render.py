@@ -53,6 +53,7 @@ from calendars.feed_types import FeedKey  # noqa: E402
 from calendars.feeds import FeedOptions, naive_feed  # noqa: E402
 from config.loader import read_config  # noqa: E402
 from config.settings import Settings  # noqa: E402
+from notifications.confirmations import feed_confirm_lines  # noqa: E402
 from scheduler.apply import apply_revision  # noqa: E402
 from scheduler.database import open_engine, session_factory, upgrade  # noqa: E402
 from scheduler.expand import Window, expand_loaded  # noqa: E402
@@ -116,7 +117,7 @@ def refresh(cache: FeedCache, factory: object, settings: Settings, now: datetime
 
 
 def run(scenario: str, params: gen_config.Params, out: Path, sample_every: int,
-        workers: int | None, gzip_level: int) -> Result:
+        workers: int | None, gzip_level: int, no_links: bool = False) -> Result:
     directory = out / f"feeds-{scenario}"
     gen_config.generate(params, directory)
     settings = Settings()
@@ -128,7 +129,9 @@ def run(scenario: str, params: gen_config.Params, out: Path, sample_every: int,
         upgrade(engine)
         factory = session_factory(engine)
         apply_seconds = apply(factory, config, occurrences, settings, TODAY, "first")
-        cache = FeedCache(workers=workers, gzip_level=gzip_level)
+        # As the daemon runs it: unit feeds carry their confirmation links.
+        links = None if no_links else feed_confirm_lines(b"k" * 32, settings.public_url)
+        cache = FeedCache(workers=workers, gzip_level=gzip_level, extra_lines=links)
         steps = [refresh(cache, factory, settings, TODAY, "cold: every feed, every event")]
 
         shown = [o for o in occurrences if o.overlaps(first, last) and not o.cancelled]
@@ -209,13 +212,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="threads hashing and gzipping (FeedCache's default: CPUs, ≤ 4)")
     parser.add_argument("--gzip-level", type=int, default=GZIP_LEVEL,
                         help=f"FeedCache's gzip level (default {GZIP_LEVEL})")
+    parser.add_argument("--no-confirm-links", action="store_true",
+                        help="unit feeds without the confirmation links the daemon adds")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     scenario = "quick" if args.quick else args.scenario
     params = gen_config.SCENARIOS[scenario]
     if scenario == "quick":
         params = replace(params, audience="wide", campaigns=10, anniversaries=40)
-    result = run(scenario, params, args.out, args.sample_every, args.workers, args.gzip_level)
+    result = run(scenario, params, args.out, args.sample_every, args.workers, args.gzip_level,
+                 args.no_confirm_links)
     print_result(result)
     if args.json:
         args.json.write_text(json.dumps(asdict(result), indent=2, ensure_ascii=False) + "\n")

@@ -230,7 +230,7 @@ def concerns(o: Occurrence, unit: str) -> Role | None:
 def must_confirm(o: Occurrence, unit: str) -> bool:
     """Whether ``unit`` does the deadline and so confirms it (:attr:`Occurrence.workers`,
     the rule of emails, status and the confirm page)."""
-    return o.kind == "deadline" and unit in o.workers
+    return o.kind == "deadline" and o.is_worker(unit)
 
 
 def occurrences_from_rows(rows: Iterable[StoredOccurrence]) -> list[Occurrence]:

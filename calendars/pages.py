@@ -246,7 +246,7 @@ def _subject(session: Session, uid: str, unit: str, today: date) -> _Subject | N
     if row is None or row.removed_at is not None or row.cancelled:
         return None
     o = from_record(row.data)
-    if o.kind != "deadline" or unit not in o.workers or not link_valid(o.day, today):
+    if o.kind != "deadline" or not o.is_worker(unit) or not link_valid(o.day, today):
         return None
     unit_row = session.get(Unit, unit)
     standing = session.get(Confirmation, (uid, unit))

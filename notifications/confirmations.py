@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _mac(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, b"confirm\0" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    return hmac.digest(key, b"confirm\0" + payload, "sha256")[:_MAC_BYTES]
 
 
 def confirm_token(key: bytes, uid: str, unit: str) -> str:
@@ -89,7 +88,7 @@ def feed_confirm_lines(key: bytes, public_url: str
     base = public_url.rstrip("/")
 
     def lines(o: Occurrence, unit: str | None, language: str) -> list[str]:
-        if unit is None or o.kind != "deadline" or o.cancelled or unit not in o.workers:
+        if unit is None or o.kind != "deadline" or o.cancelled or not o.is_worker(unit):
             return []
         label = _FEED_LABEL.get(language, _FEED_LABEL["vi"])
         return [f"{label}: {base}/confirm/{confirm_token(key, o.uid, unit)}"]

@@ -486,7 +486,7 @@ class Dispatcher:
                 for uid, by_unit in context.confirmed.items()
                 if (at := by_unit.get(recipient.unit_id)) is not None}
         urls = {o.uid: url for o in found
-                if o.kind == "deadline" and recipient.unit_id in o.workers
+                if o.kind == "deadline" and o.is_worker(recipient.unit_id)
                 if (url := self._confirm_url(o.uid, recipient.unit_id)) is not None}
         return self.messages.digest(recipient, found,
                                     horizon_days=horizon if isinstance(horizon, int) else 14,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -84,6 +85,16 @@ class Occurrence:
         confirmation link and overdue notices, and are the units ``mocd status`` counts."""
         others = tuple(u for u in self.units if u != self.lead)
         return others or self.units
+
+    def is_worker(self, unit: str) -> bool:
+        """``unit in self.workers`` without building it: a feed asks this for every
+        deadline of every unit (an item sent to 5,000 units would make it quadratic).
+        ``units`` is sorted, so membership is a binary search."""
+        units = self.units
+        at = bisect_left(units, unit)
+        if at == len(units) or units[at] != unit:
+            return False
+        return unit != self.lead or len(units) == 1
 
     def title_in(self, language: str) -> str:
         return self.title_en if language == "en" and self.title_en else self.title

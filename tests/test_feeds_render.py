@@ -133,9 +133,26 @@ def test_per_unit_lines_cost_a_description_line_and_match_icalendar() -> None:
     assert "https://mocd.example.vn/confirm/ubnd-xa-a/thi-dua-2024.ho-so@mocd.local" in text
     assert "/confirm/ubnd-xa-b/" not in text
     # Shared with the unit that has no extra lines: the same event object.
-    plain = builder.signature(FeedKey("all"))[2]
-    with_lines = builder.signature(FeedKey("unit", "ubnd-xa-a"))[2]
+    plain = builder.signature(FeedKey("all"))[3]
+    with_lines = builder.signature(FeedKey("unit", "ubnd-xa-a"))[3]
     assert set(map(id, with_lines)) <= set(map(id, plain))
+
+
+_TEXT = st.text(st.sampled_from("aAờơ\\^,;:N\n -éỹ🙂/xyz0123456789"), max_size=300)
+
+
+@settings(max_examples=400, deadline=None)
+@given(description=_TEXT, extra=_TEXT)
+def test_a_description_folded_in_two_pieces_is_icalendars_line(description: str,
+                                                                  extra: str) -> None:
+    """What a unit's feed does for its own lines (continue the folding of the shared part)
+    gives the bytes icalendar writes for the whole text, whatever the text."""
+    from calendars.feeds import FoldState, _description_line, escape_text, fold_more
+
+    whole = f"{description}\n{extra}"
+    start = fold_more(FoldState("", "", 0), f"DESCRIPTION:{escape_text(description)}")
+    assert fold_more(start, escape_text(f"\n{extra}")).line() == _description_line(whole)
+    assert start.line() == _description_line(description)
 
 
 def test_calendar_properties_of_spec_6() -> None:

@@ -143,3 +143,16 @@ def test_reminders_fire_on_working_days_no_later_than_the_due_day(
         assert CALENDAR.is_working_day(fire_day)
         assert fire_day <= found[0].day
         assert r.fire_at.utcoffset() == timedelta(hours=7)
+
+
+@given(units=st.lists(st.sampled_from("abcdefgh"), unique=True, max_size=6).map(sorted),
+       lead=st.none() | st.sampled_from("abcdefghz"), unit=st.sampled_from("abcdefghz"))
+def test_is_worker_is_membership_of_workers(units: list[str], lead: str | None,
+                                            unit: str) -> None:
+    """The binary-search shortcut feeds use agrees with the rule the emails use."""
+    from scheduler.dates import Span
+    from scheduler.occurrences import Occurrence
+
+    o = Occurrence(uid="x", title="x", kind="deadline", span=Span.day(date(2024, 5, 30)),
+                   units=tuple(units), due=date(2024, 5, 30), lead=lead)
+    assert o.is_worker(unit) == (unit in o.workers)
