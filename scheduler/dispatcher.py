@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -85,6 +85,10 @@ class _Context:
     confirmed: dict[str, dict[str, datetime]]  # deadline uid → unit → when it confirmed
     sequences: dict[str, int]  # uid → SEQUENCE, the feed's: emails and feeds agree
     live: set[str]  # uids neither removed nor cancelled
+
+    def sequence_of(self, occurrences: Iterable[Occurrence]) -> dict[str, int]:
+        """The SEQUENCEs of one message's occurrences (its attachment is cached by them)."""
+        return {o.uid: self.sequences[o.uid] for o in occurrences if o.uid in self.sequences}
 
 
 @dataclass(frozen=True)
@@ -474,7 +478,7 @@ class Dispatcher:
                 and (lead := context.units.get(lead_id or "")) is not None
                 for address in lead.emails))
         return self.messages.reminder(recipient, items, key=group.key, now=self.now(),
-                                      sequence=context.sequences)
+                                      sequence=context.sequence_of(i.occurrence for i in items))
 
     def _build_digest(self, group: _Group, context: _Context) -> OutgoingMessage:
         recipient = self._unit(group, context)
@@ -491,7 +495,7 @@ class Dispatcher:
         return self.messages.digest(recipient, found,
                                     horizon_days=horizon if isinstance(horizon, int) else 14,
                                     key=group.key, now=self.now(), confirm_urls=urls,
-                                    confirmed_on=done, sequence=context.sequences)
+                                    confirmed_on=done, sequence=context.sequence_of(found))
 
     def _build_change(self, group: _Group, context: _Context) -> OutgoingMessage:
         recipient = self._unit(group, context)
