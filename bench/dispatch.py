@@ -727,6 +727,8 @@ def startup_steps(db: Path, state_dir: Path, config_dir: Path) -> list[Step]:
     timed("first run_once (after READY)", lambda: asyncio.run(dispatcher.run_once()),
           lambda r: f"{r.claimed} claimed")
     assert daemon.engine is not None
+    assert daemon.owner_lock is not None
+    daemon.owner_lock.release()  # the next step opens the same database
     daemon.engine.dispose()
     return steps
 
@@ -745,7 +747,9 @@ def profile_apply(db: Path, state_dir: Path, config_dir: Path, top: int) -> str:
     profiler.runcall(daemon.apply_config)
     wall = time.perf_counter() - start
     assert daemon.engine is not None
+    assert daemon.owner_lock is not None
     assert daemon.last_apply is not None
+    daemon.owner_lock.release()
     daemon.engine.dispose()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)

@@ -235,13 +235,15 @@ def occurrences_ics(
     anniversaries: Mapping[str, str] | None = None,
     method: str | None = "PUBLISH",
     organizer: tuple[str, str] | None = None,
+    attendees: Sequence[tuple[str, str]] = (),
 ) -> bytes:
     """A VCALENDAR with one VEVENT per occurrence, as bytes (CRLF, folded).
 
     ``method`` is the iTIP method (RFC 5546): ``PUBLISH``, or ``CANCEL`` for a
     cancellation, whose SUMMARY also starts with "[Đã hủy]" ("[Cancelled]") for the
     clients that import it as an event without reading the method (calcurse).
-    ``organizer`` (display name, address) becomes ORGANIZER, which iTIP requires.
+    ``organizer`` (display name, address) becomes ORGANIZER, which iTIP requires;
+    ``attendees`` (display name, address) become ATTENDEEs (a cancellation lists them).
     """
     items = list(occurrences)
     calendar = new_calendar(method)
@@ -257,6 +259,9 @@ def occurrences_ics(
         if organizer is not None:
             name, address = organizer
             event.add("organizer", vCalAddress(f"mailto:{address}"),
+                      parameters={"cn": one_line(name)} if name.strip() else {})
+        for name, address in attendees:
+            event.add("attendee", vCalAddress(f"mailto:{address}"),
                       parameters={"cn": one_line(name)} if name.strip() else {})
         calendar.add_component(event)
     data: bytes = calendar.to_ical()

@@ -711,7 +711,11 @@ class MessageFactory:
             ("X-Auto-Response-Suppress", "All"),
             ("Content-Language", language),
         ]
-        attachment = (self._ics(tuple(ics), language, local_now, sequence, method)
+        # A cancellation names the recipient as ATTENDEE: RFC 5546 lists every attendee of
+        # a cancelled event (one email per unit, so the cache still serves the others).
+        attendees = (tuple((recipient.name, _address(e).addr_spec) for e in recipient.emails)
+                     if method == "CANCEL" else ())
+        attachment = (self._ics(tuple(ics), language, local_now, sequence, method, attendees)
                       if ics else None)
         data = compose(headers, text, html, attachment, key=key)
         recipients = tuple(dict.fromkeys(
@@ -725,7 +729,8 @@ class MessageFactory:
             raise _template_failure(exc, path) from exc
 
     def _ics(self, occurrences: tuple[Occurrence, ...], language: str, now: datetime,
-             sequence: Mapping[str, int] | None, method: str) -> Attachment:
+             sequence: Mapping[str, int] | None, method: str,
+             attendees: tuple[tuple[str, str], ...] = ()) -> Attachment:
         """The attachment, cached (rendered and base64-encoded once): the units of one
         milestone get the same bytes. ``method`` is ``PUBLISH`` (reminders, changes,
         digests) or ``CANCEL``; the ORGANIZER is ``mail.sender`` (RFC 5546 asks for one in
@@ -736,7 +741,7 @@ class MessageFactory:
         """
         stamp = now.replace(second=0, microsecond=0)
         key = (occurrences, language, stamp, tuple(sorted((sequence or {}).items())),
-               id(self.names), method)
+               id(self.names), method, attendees)
         cached = self._ics_cache.get(key)
         if cached is None:
             if len(self._ics_cache) >= 512:
@@ -746,7 +751,8 @@ class MessageFactory:
                                    uid_domain=self.settings.uid_domain, language=language,
                                    stamp=stamp, sequence=sequence, names=self.names,
                                    anniversaries=self.anniversaries, method=method,
-                                   organizer=(sender.display_name, sender.addr_spec))
+                                   organizer=(sender.display_name, sender.addr_spec),
+                                   attendees=attendees)
             cached = Attachment(
                 f'text/calendar; charset="utf-8"; method={method}; name="{ICS_FILENAME}"',
                 ICS_FILENAME, base64_lines(data))

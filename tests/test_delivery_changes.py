@@ -301,6 +301,7 @@ def test_a_cancellation_attachment_is_an_itip_cancel_with_the_feeds_sequence(
         assert str(event["ORGANIZER"]) == "mailto:mocd@localhost"
         if subject == "[Hủy lịch]":
             assert str(calendar["METHOD"]) == "CANCEL"
+            assert str(event["ATTENDEE"]) == "mailto:noivu@huyen.example.vn"
             assert str(event["STATUS"]) == "CANCELLED"
             assert str(event["SUMMARY"]).startswith("[Đã hủy] ")
         else:
