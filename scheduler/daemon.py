@@ -148,10 +148,11 @@ class Daemon:
                                 window=f"{window.first}..{window.last}")
         self.last_apply = result
         if result.reminders_late or result.reminders_too_late:
-            log.info("catch-up: %d reminders that came due before their item was added or "
-                     "moved are sent now; %d that came due longer than reminders.catch_up "
-                     "(%s) ago, or after their item was over, are not sent",
-                     result.reminders_late, result.reminders_too_late,
+            items = "the config's first load" if result.first_load else "new or moved items"
+            log.info("catch-up of %s: %d reminders whose time has passed are sent now; %d "
+                     "whose time passed longer than reminders.catch_up (%s) ago, or after "
+                     "their item was over, are not sent", items, result.reminders_late,
+                     result.reminders_too_late,
                      format_duration(self.settings.reminders.catch_up))
         if self.feeds is not None:  # tokens for new units/campaigns, re-rendered feeds
             self.feeds.after_apply(config.units, config.campaigns, now, result.revision_id)
