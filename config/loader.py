@@ -35,11 +35,12 @@ from config.schema import (
     MilestoneSpec,
     UnitSpec,
 )
-from config.yaml_reader import locate, parse_yaml
+from config.yaml_reader import MAX_FILE_BYTES, locate, parse_yaml
 from scheduler.expressions import At, describe
 
 ALL = "all"
 RESERVED_CAMPAIGN_IDS = frozenset({"milestone", "anniversary"})
+MAX_CONFIG_BYTES = 200 * 1024 * 1024  # a national config is ~18 MB
 
 
 @dataclass(frozen=True)
@@ -144,13 +145,28 @@ def load_config(directory: Path) -> MilestoneConfig:
 
 
 def read_config(directory: Path) -> Loaded:
-    """Read, validate and merge a directory, keeping the problems for the caller."""
+    """Read, validate and merge a directory, keeping the problems for the caller.
+
+    A file over :data:`~config.yaml_reader.MAX_FILE_BYTES` is refused before it is read,
+    and so is everything once the files read reach :data:`MAX_CONFIG_BYTES`: a file
+    dropped into the directory by mistake (a database dump, a log) must not take the
+    daemon's memory."""
     documents: list[tuple[str, bytes]] = []
     problems: list[Diagnostic] = []
+    total = 0
     for path in config_files(directory):
         name = display_name(path)
         try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES or total + size > MAX_CONFIG_BYTES:
+                limit = (f"{MAX_FILE_BYTES // 1048576} MB a file" if size > MAX_FILE_BYTES
+                         else f"{MAX_CONFIG_BYTES // 1048576} MB for the whole directory")
+                problems.append(Diagnostic(name, (), f"{size / 1048576:.0f} MB: more than a "
+                                           f"config may be ({limit}); split it or move "
+                                           "other files out of the directory", 1, 1))
+                continue
             documents.append((name, path.read_bytes()))
+            total += size
         except OSError as exc:
             problems.append(Diagnostic(name, (), f"cannot read: {exc.strerror}", 1, 1))
     return read_documents(documents, problems)

@@ -17,12 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
 from config.errors import did_you_mean
-from scheduler.dates import DateTextError, parse_date, parse_duration
+from scheduler.dates import DateTextError, parse_date, parse_duration, shorten
 from scheduler.expressions import DateExpr, ExprError, describe, parse_expr
 from scheduler.lunar import LunarDate, NonexistentLunarDate, lunar_to_solar
 from scheduler.offsets import Offset, parse_offset
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
+# An id names a unit, group, campaign, milestone or anniversary in URLs, UIDs and the
+# store (a UID is campaign.milestone.key@domain in 500 characters; a feed path takes an id
+# of up to 200): 100 leaves room for the rest.
+MAX_ID_LENGTH = 100
 EMAIL = re.compile(r"[^@\s,;<>\"'()]+@[^@\s,;<>\"'()]+\.[^@\s,;<>\"'()]+")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -42,11 +46,14 @@ def suggest_slug(text: str) -> str:
 def _slug(value: Any) -> str:
     if not isinstance(value, str):
         raise _fail(f"expected an id, got {describe(value)}")
+    if len(value) > MAX_ID_LENGTH:
+        raise _fail(f"an id of {len(value):,} characters is too long: at most "
+                    f"{MAX_ID_LENGTH} (ids are in every feed URL and UID)")
     if not SLUG.fullmatch(value):
         hint = suggest_slug(value)
         raise _fail(
-            f"'{value}' is not a valid id: use lowercase letters, digits and '-'"
-            + (f" (e.g. '{hint}')" if hint else "")
+            f"'{shorten(value)}' is not a valid id: use lowercase letters, digits and '-'"
+            + (f" (e.g. '{shorten(hint)}')" if hint else "")
         )
     return value
 
@@ -141,8 +148,11 @@ def _bool(value: Any) -> bool:
 
 
 def _positive(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit() and int(value) >= 1:
-        return int(value)
+    text = value.strip() if isinstance(value, str) else ""
+    if text.isdigit() and len(text) > 9:  # int() of 5,000 digits asks for sys.set_int_max_…
+        raise _fail(f"a number of {len(text):,} digits is too large")
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
     raise _fail(f"expected a whole number of 1 or more, got {describe(value)}")
 
 

@@ -30,6 +30,14 @@ import ryml
 from config.errors import ConfigError, Diagnostic, Path, PathPart
 
 _STDERR_LOCK = threading.Lock()
+# What reading one file may cost. A national config is ~18 MB in all, its largest file a
+# few MB; 400 bytes of nested aliases would otherwise expand to billions of nodes.
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_ALIAS_VALUES = 100_000  # values that aliases (*name, <<: *name) may add when expanded
+MAX_DEPTH = 64  # nesting levels (rapidyaml's emitter stops there; mocd's schema needs 6)
+# An alias (`*name`) where YAML allows one: after a space, a flow indicator or a line
+# start. Text like "5 * 3" also matches: that only costs a closer look at the tree.
+_ALIAS = re.compile(rb"(?:^|[\s\[{,])\*[^\s,\[\]{}]", re.MULTILINE)
 _RYML_ERROR = re.compile(r"line=(\d+) col=(\d+)[^:]*: ERROR: \[\w+\] (.*)")
 _RYML_VISIT_ERROR = re.compile(r"ERROR: \[visit\] (.*)")
 
@@ -68,7 +76,11 @@ def _captured_stderr() -> Iterator[list[str]]:
             captured.append(sink.read().decode("utf-8", errors="replace"))
 
 
-def _parse_tree(raw: bytes | bytearray, display: str, *, in_place: bool = False) -> Any:
+def _parse_tree(raw: bytes | bytearray, display: str, *, in_place: bool = False,
+                aliases: bool = False) -> Any:
+    """The rapidyaml tree of ``raw``, its aliases resolved unless ``in_place`` (positions
+    only). Before resolving, what the aliases would expand to is counted (``aliases``: the
+    text seems to have some), and refused beyond :data:`MAX_ALIAS_VALUES`."""
     with _captured_stderr() as captured:
         try:
             if in_place:
@@ -76,12 +88,18 @@ def _parse_tree(raw: bytes | bytearray, display: str, *, in_place: bool = False)
                 tree = ryml.parse_in_place(raw)
             else:
                 tree = ryml.parse_in_arena(raw)
-            if not in_place:
-                tree.resolve()
         except Exception:  # rapidyaml raises bare exceptions; the text went to stderr
             failed = True
         else:
             failed = False
+    if not failed and not in_place:
+        if aliases:
+            _check_aliases(tree, bytes(raw), display)
+        with _captured_stderr() as captured:
+            try:
+                tree.resolve()
+            except Exception:
+                failed = True
     if failed:
         tab = _indenting_tab(bytes(raw))
         if tab is not None:
@@ -98,6 +116,105 @@ def _parse_tree(raw: bytes | bytearray, display: str, *, in_place: bool = False)
         message = visit[1].strip() if visit else "the YAML parser rejected it"
         raise ConfigError([Diagnostic(display, (), f"not valid YAML: {message}", 1, 1)])
     return tree
+
+
+def _check_aliases(tree: Any, raw: bytes, display: str) -> None:
+    """Refuse aliases that would expand to more than :data:`MAX_ALIAS_VALUES` values,
+    before rapidyaml copies anything: each alias adds the size of its anchor's subtree,
+    counted with the aliases inside it (memoised, so eight levels of ten aliases cost a
+    few hundred steps, not the 10^8 values they stand for)."""
+    count = tree.size()
+    anchors: dict[str, list[int]] = {}
+    refs: list[tuple[int, str]] = []
+    for node in range(count):
+        for has, name in ((tree.has_key_anchor, tree.key_anchor),
+                          (tree.has_val_anchor, tree.val_anchor)):
+            if has(node):
+                anchors.setdefault(_text(bytes(name(node))), []).append(node)
+        for is_ref, name in ((tree.is_key_ref, tree.key_ref), (tree.is_val_ref, tree.val_ref)):
+            if is_ref(node):
+                refs.append((node, _text(bytes(name(node))).lstrip("*")))
+    if not refs:
+        return
+    sizes: dict[int, int] = {}
+    refs_at = dict(refs)
+
+    def size(node: int, seen: frozenset[int]) -> int:
+        if node in refs_at:
+            target = _anchor_before(anchors.get(refs_at[node], []), node)
+            if target is None or target in seen:
+                return 1  # unknown or recursive: rapidyaml reports it
+            node, seen = target, seen | {target}
+        if node in sizes:
+            return sizes[node]
+        total = 1
+        child = tree.first_child(node)
+        while child != ryml.NONE:
+            total += size(child, seen)
+            if total > MAX_ALIAS_VALUES:
+                break
+            child = tree.next_sibling(child)
+        sizes[node] = total
+        return total
+
+    added = 0
+    for i, (node, name) in enumerate(refs):
+        added += size(node, frozenset())
+        if added > MAX_ALIAS_VALUES:
+            line, column = _alias_position(raw, name, sum(1 for _, n in refs[:i] if n == name))
+            raise ConfigError([Diagnostic(
+                display, (), f"the aliases (*{name} …) here would expand to more than "
+                f"{MAX_ALIAS_VALUES:,} values; write the values out, or name a group of "
+                "units instead of repeating a list", line, column)])
+
+
+def _anchor_before(candidates: list[int], node: int) -> int | None:
+    """The anchor an alias at ``node`` means: the last one of its name before it (node
+    ids follow the document's order)."""
+    found = None
+    for candidate in candidates:
+        if candidate < node:
+            found = candidate
+    return found
+
+
+def _alias_position(raw: bytes, name: str, nth: int) -> tuple[int, int]:
+    """Line and column of the ``nth`` alias ``*name`` in the text."""
+    pattern = re.compile(rb"\*" + re.escape(name.encode("utf-8")) + rb"(?![^\s,\]}])")
+    for i, match in enumerate(pattern.finditer(raw)):
+        if i == nth:
+            return _line_column(raw, match.start())
+    return 1, 1
+
+
+def _too_deep(tree: Any) -> Path | None:
+    """The path of the first node nested deeper than :data:`MAX_DEPTH`, if any."""
+    stack: list[tuple[int, Path]] = [(tree.root_id(), ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            return path
+        child, index = tree.first_child(node), 0
+        while child != ryml.NONE:
+            part: PathPart = (_text(bytes(tree.key(child))) if tree.has_key(child)
+                              else index)
+            stack.append((child, path if tree.is_doc(child) else (*path, part)))
+            child, index = tree.next_sibling(child), index + 1
+    return None
+
+
+def _deep_position(raw: bytes) -> tuple[int, int]:
+    """Where the text first nests deeper than :data:`MAX_DEPTH`: the bracket that opens
+    level ``MAX_DEPTH`` of a flow list or mapping, or the first line indented by more than
+    two spaces a level (quoted text and comments are not told apart: it is a pointer for
+    a person, and 1:1 when neither is found)."""
+    depth = 0
+    for match in re.finditer(rb"[\[\]{}]", raw):
+        depth += 1 if match[0] in b"[{" else -1
+        if depth >= MAX_DEPTH:
+            return _line_column(raw, match.start())
+    indented = re.search(rb"^ {%d,}\S" % (2 * MAX_DEPTH), raw, re.MULTILINE)
+    return (_line_column(raw, indented.end() - 1) if indented else (1, 1))
 
 
 def _indenting_tab(raw: bytes) -> tuple[int, int] | None:
@@ -135,8 +252,12 @@ def _line_column(raw: bytes, offset: int) -> tuple[int, int]:
 
 
 def parse_yaml(raw: bytes, display: str) -> YamlFile:
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError([Diagnostic(
+            display, (), f"{len(raw) / 1048576:.0f} MB is more than a config file may be "
+            f"({MAX_FILE_BYTES // 1048576} MB); split it into several files", 1, 1)])
     raw = _decode(raw, display)
-    tree = _parse_tree(raw, display)
+    tree = _parse_tree(raw, display, aliases=_ALIAS.search(raw) is not None)
     root = tree.root_id()
     if tree.is_stream(root):
         docs = tree.num_children(root)
@@ -147,7 +268,16 @@ def parse_yaml(raw: bytes, display: str) -> YamlFile:
                 [Diagnostic(display, (), f"{docs} YAML documents ('---'); use one per file",
                             line, 1)]
             )
-    emitted = ryml.emit_json(tree)
+    try:
+        emitted = ryml.emit_json(tree)
+    except Exception:  # rapidyaml's emitter stops at MAX_DEPTH levels
+        deep = _too_deep(tree)
+        if deep is None:
+            raise
+        line, column = _deep_position(raw)
+        raise ConfigError([Diagnostic(
+            display, deep[:1], f"nested more than {MAX_DEPTH} levels deep (lists in lists, or "
+            "indentation); a mocd file needs at most a few levels", line, column)]) from None
     if emitted is None:
         return YamlFile(display, None, raw)
     if "\udced" in emitted:  # a "\ud83d\ude42" escape: see _text
@@ -318,15 +448,18 @@ class PositionIndex:
 
     def _position(self, node: int, *, at_key: bool) -> tuple[int, int]:
         t = self._tree
-        key = t.key(node) if t.has_key(node) else None
-        val = t.val(node) if t.has_val(node) else None
-        views = [v for v in ((key, val) if at_key else (val, key)) if v is not None and len(v)]
-        for view in views:
-            offset = _address(view) - self._base
-            if 0 <= offset <= len(self.raw):
-                return _line_column(self.raw, offset)
-        if t.has_children(node):  # a block mapping or flow list: where its first item is
-            return self._position(t.first_child(node), at_key=True)
+        while True:  # a loop, not recursion: `[[[…]]]` may be thousands of levels deep
+            key = t.key(node) if t.has_key(node) else None
+            val = t.val(node) if t.has_val(node) else None
+            views = [v for v in ((key, val) if at_key else (val, key))
+                     if v is not None and len(v)]
+            for view in views:
+                offset = _address(view) - self._base
+                if 0 <= offset <= len(self.raw):
+                    return _line_column(self.raw, offset)
+            if not t.has_children(node):
+                break
+            node, at_key = t.first_child(node), True  # a mapping or list: its first item
         if t.is_seq(node) or t.is_map(node):  # `- []` or `- {}`: no key, value or item
             after = self._end_before(node)
             if after is not None:
@@ -345,14 +478,16 @@ class PositionIndex:
     def _end_of(self, node: int) -> int | None:
         """Where the text of ``node`` ends: its value, else its key, else its last item."""
         t = self._tree
-        if node == ryml.NONE:
-            return None
-        for has, view in ((t.has_val, t.val), (t.has_key, t.key)):
-            if has(node) and len(view(node)):
-                offset = _address(view(node)) - self._base
-                if 0 <= offset <= len(self.raw):
-                    return offset + len(view(node))
-        return self._end_of(t.last_child(node)) if t.has_children(node) else None
+        while node != ryml.NONE:
+            for has, view in ((t.has_val, t.val), (t.has_key, t.key)):
+                if has(node) and len(view(node)):
+                    offset = _address(view(node)) - self._base
+                    if 0 <= offset <= len(self.raw):
+                        return offset + len(view(node))
+            if not t.has_children(node):
+                return None
+            node = t.last_child(node)
+        return None
 
 
 def locate(diagnostics: Sequence[Diagnostic], raw: bytes) -> list[Diagnostic]:

@@ -85,6 +85,14 @@ def parse_duration(text: str) -> timedelta:
     return total
 
 
+def shorten(text: str, limit: int = 60) -> str:
+    """``text``, or its start and an ellipsis with the length when it is longer (error
+    messages quote what the user wrote; a 100,000-character value must not be one line)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 20]}… ({len(text):,} characters)"
+
+
 def format_duration(value: timedelta) -> str:
     """A duration as the settings write it: ``2d``, ``1h30m``, ``45s`` (logs, messages)."""
     seconds = int(value.total_seconds())

@@ -15,7 +15,14 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from config.errors import Path, did_you_mean
-from scheduler.dates import DateTextError, Span, days_in_month, make_date, parse_datetime
+from scheduler.dates import (
+    DateTextError,
+    Span,
+    days_in_month,
+    make_date,
+    parse_datetime,
+    shorten,
+)
 
 Direction = Literal["before", "after"]
 Edge = Literal["start", "end"]
@@ -162,7 +169,7 @@ def parse_text(text: str) -> Fixed | At:
     if _YEAR.fullmatch(s):
         year = int(s)
         return Fixed(Span(date(year, 1, 1), date(year, 12, 31)))
-    raise ExprError(f"{FORMS_HELP}; got '{s}'")
+    raise ExprError(f"{FORMS_HELP}; got '{shorten(s)}'")
 
 
 def parse_ref(text: str) -> Ref:
@@ -170,8 +177,10 @@ def parse_ref(text: str) -> Ref:
     s = text.strip()
     if s.startswith("anniversary:"):
         parts = s.split(":")
-        if len(parts) != 3 or not _SLUG.fullmatch(parts[1]) or not parts[2].isdigit():
-            raise ExprError(f"'{s}': write an anniversary reference as anniversary:ID:N")
+        if (len(parts) != 3 or not _SLUG.fullmatch(parts[1]) or not parts[2].isdigit()
+                or len(parts[2]) > 4):
+            raise ExprError(f"'{shorten(s)}': write an anniversary reference as "
+                            "anniversary:ID:N (N: the anniversary's number, e.g. 90)")
         n = int(parts[2])
         if n < 1:
             raise ExprError(f"'{s}': the anniversary number must be 1 or more")
@@ -181,13 +190,13 @@ def parse_ref(text: str) -> Ref:
     if "/" in s:
         campaign, _, rest = s.partition("/")
         if not _SLUG.fullmatch(campaign):
-            raise ExprError(f"'{s}': '{campaign}' is not a campaign id")
+            raise ExprError(f"'{shorten(s)}': '{shorten(campaign)}' is not a campaign id")
     if rest in ("period.start", "period.end"):
         edge: Edge = "start" if rest == "period.start" else "end"
         return Ref(s, campaign=campaign, period_edge=edge)
     if not _SLUG.fullmatch(rest):
         raise ExprError(
-            f"'{s}' is not a reference: use a milestone id, period.start, period.end, "
+            f"'{shorten(s)}' is not a reference: use a milestone id, period.start, period.end, "
             "CAMPAIGN/MILESTONE or anniversary:ID:N"
         )
     return Ref(s, campaign=campaign, milestone=rest)
@@ -201,6 +210,9 @@ def _text(value: object, key: str) -> str:
 
 def _count(value: object, key: str) -> int:
     if isinstance(value, str) and value.strip().isdigit():
+        if len(value.strip()) > 9:  # int() of 5,000 digits asks for sys.set_int_max_…
+            raise ExprError(f"a number of {len(value.strip()):,} digits is too large for "
+                            f"{key}", (key,))
         return int(value)
     raise ExprError(f"expected a whole number of {key}, got {describe(value)}", (key,))
 
@@ -249,6 +261,8 @@ def _ordered(first: tuple[int, ...], last: tuple[int, ...]) -> None:
 
 
 def describe(value: object) -> str:
+    """A value as an error message shows it: long text shortened (a 100,000-character
+    value must not become a 100,000-character line)."""
     if value is None:
         return "nothing"
     if isinstance(value, bool):
@@ -257,7 +271,7 @@ def describe(value: object) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"'{value}'"
+    return f"'{shorten(str(value))}'"
 
 
 def parse_expr(raw: object) -> DateExpr:

@@ -6,8 +6,10 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from scheduler.dates import shorten
+
 OffsetUnit = Literal["d", "w", "wd", "h"]
-_OFFSET = re.compile(r"(\d+)\s*(wd|d|w|h)")
+_OFFSET = re.compile(r"(\d{1,6})\s*(wd|d|w|h)")  # a million days is far enough
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -32,7 +34,7 @@ def parse_offset(text: str) -> Offset:
     m = _OFFSET.fullmatch(compact)
     if not m:
         raise ValueError(
-            f"expected a reminder offset like 14d, 2w, 3wd (working days), 2h or 0d, got '{text}'"
-        )
+            f"expected a reminder offset like 14d, 2w, 3wd (working days), 2h or 0d, "
+            f"got '{shorten(text)}'")
     unit: OffsetUnit = "wd" if m[2] == "wd" else "w" if m[2] == "w" else "h" if m[2] == "h" else "d"
     return Offset(int(m[1]), unit, compact)
