@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import re
+import resource
 import threading
 import time
 from collections import OrderedDict
@@ -239,6 +240,60 @@ class ServerOptions:
     port: int = 8470
     public_feeds: bool = False
     max_age: int = 6 * 3600
+    timeout: float = 15.0  # seconds a connection may go without a complete request
+    max_connections: int = 500
+
+
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         b"Retry-After: 5\r\nConnection: close\r\nContent-Length: 34\r\n\r\n"
+         b"503: too many connections; retry\r\n")
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the cap: told to come back, closed at once (its descriptor is
+    free again before the next accept)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(_BUSY)
+        transport.close()
+
+
+class _CappedServer(web.Server):
+    """aiohttp's low-level server with a cap on open connections.
+
+    aiohttp closes a connection that has sent no complete request within
+    ``keepalive_timeout`` (the first request too), so a silent or slow client holds a slot
+    for ``timeout`` at most. At the cap, a new connection first makes room by closing the
+    oldest connection that is not serving a request (idle keep-alive, silent, or still
+    sending its headers): a flood of silent connections then only displaces itself, and a
+    real client — a calendar, ``/healthz`` — still gets in. Only when every connection is
+    busy is the new one told "503, try again" and closed.
+    """
+
+    def __init__(self, handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+                 *, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.max_connections = max_connections
+        self.busy: set[object] = set()  # transports of connections serving a request
+        self.refused = 0
+        self.evicted = 0
+
+    def __call__(self) -> Any:
+        if len(self.connections) >= self.max_connections and not self._evict_idle():
+            self.refused += 1
+            return _Refused()
+        return super().__call__()
+
+    def _evict_idle(self) -> bool:
+        for connection in self.connections:  # oldest first
+            transport = connection.transport
+            if (transport is not None and transport not in self.busy
+                    and not transport.get_write_buffer_size()):  # not still sending a feed
+                transport.close()
+                self.evicted += 1
+                return True
+        return False
 
 
 class FeedServer:
@@ -261,6 +316,7 @@ class FeedServer:
         self._prepared: dict[FeedKey, _Prepared] = {}
         self._plain: OrderedDict[FeedKey, tuple[RenderedFeed, bytes]] = OrderedDict()
         self._runner: web.ServerRunner | None = None
+        self._server: _CappedServer | None = None
         self.port: int | None = None
 
     # -- lifecycle --
@@ -268,7 +324,11 @@ class FeedServer:
     async def start(self) -> int:
         """Listen on ``options.host:options.port``; returns the bound port (``port = 0``
         picks a free one)."""
-        server = web.Server(self.handle, access_log=None, logger=_server_log)
+        server = _CappedServer(self.handle, max_connections=connection_cap(
+                                   self.options.max_connections),
+                               access_log=None, logger=_server_log,
+                               keepalive_timeout=self.options.timeout)
+        self._server = server
         runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         site = web.TCPSite(runner, self.options.host, self.options.port)
@@ -286,6 +346,8 @@ class FeedServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        if self.pages is not None:
+            self.pages.close()
 
     @property
     def base_url(self) -> str:
@@ -296,6 +358,17 @@ class FeedServer:
     # -- requests --
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        server = self._server
+        transport = request.transport
+        if server is None or transport is None:
+            return await self._respond(request)
+        server.busy.add(transport)
+        try:
+            return await self._respond(request)
+        finally:
+            server.busy.discard(transport)
+
+    async def _respond(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.raw_path
         if not path.startswith("/"):  # absolute-form target (proxies): keep only the path
             path = request.rel_url.raw_path
@@ -400,6 +473,22 @@ class FeedServer:
         return web.Response(body=await self.metrics.render(), headers={
             "Content-Type": METRICS_CONTENT_TYPE, "Cache-Control": "no-store",
             "Server": SERVER_NAME})
+
+
+FILES_KEPT = 128  # descriptors left for the database, SMTP, the state files, the loop
+
+
+def connection_cap(wanted: int) -> int:
+    """``http.max_connections``, lowered to what the process may open (``LimitNOFILE``)
+    minus :data:`FILES_KEPT`: past that, ``accept()`` itself fails and no connection
+    can be made room for."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft - FILES_KEPT >= wanted:
+        return wanted
+    cap = max(10, soft - FILES_KEPT)
+    log.warning("http.max_connections is %d but the process may open only %d files "
+                "(LimitNOFILE): serving at most %d connections", wanted, soft, cap)
+    return cap
 
 
 def _not_modified(headers: CIMultiDictProxy[str], prepared: _Prepared) -> bool:
@@ -508,6 +597,13 @@ class FeedService:
                 return
             log.info("feeds refreshed for revision %s in %.2f s%s", revision,
                      time.monotonic() - started, f": {report}" if report is not None else "")
+        pages = self.server.pages if self.server is not None else None
+        if pages is not None:
+            try:
+                pages.reload_owners()
+            except SQLAlchemyError as exc:
+                log.warning("pages: campaign owners not reloaded: %s",
+                            str(exc).splitlines()[0])
         self._revision = revision
         self._failed = None
 
@@ -529,10 +625,12 @@ class FeedService:
         stops the daemon."""
         await asyncio.to_thread(self.sync)
         assert self.tokens is not None
-        options = ServerOptions(self.settings.http.host, self.settings.http.port,
-                                self.settings.http.public_feeds, self.max_age)
+        http = self.settings.http
+        options = ServerOptions(http.host, http.port, http.public_feeds, self.max_age,
+                                http.timeout.total_seconds(), http.max_connections)
         pages = await asyncio.to_thread(Pages.from_settings, self.settings, self.factory,
                                         self.tokens, self.clock)
+        await asyncio.to_thread(pages.reload_owners)
         self.server = FeedServer(self.source, self.tokens, options, self.metrics, self.health,
                                  pages)
         await self.server.start()

@@ -12,8 +12,13 @@
   occurrence, an expired confirmation link — is ``None``, which the server turns into
   its one shared 404 (body and headers); feed tokens are compared in constant time
   (:meth:`calendars.tokens.FeedTokens.verify`) before anything is looked up;
-* the database is only touched in a worker thread (:func:`asyncio.to_thread`), and the
-  HTML is rendered there too, so the event loop serving feeds never waits.
+* the database is only touched in the pages' own worker threads (:data:`PAGE_WORKERS`,
+  at most :data:`PAGE_QUEUE` requests waiting, then 503), and the HTML is rendered there
+  too, so the event loop serving feeds never waits and a flood of page requests cannot
+  take the threads the dispatcher uses;
+* every token is checked before the database is: the status page's owners come from a
+  map kept in memory (:meth:`Pages.reload_owners`, after every apply), and the same
+  number of token checks is made for an unknown campaign as for a known one.
 
 Who may open what: the confirm page, whoever holds the signed link (it names one
 occurrence and one unit); the status page of a campaign, its campaign feed token, the
@@ -32,10 +37,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -91,6 +97,10 @@ _FEED_TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}")
 # base64url(uid \n unit) "." base64url(16-byte MAC): see notifications.confirmations
 _CONFIRM_TOKEN = re.compile(r"[A-Za-z0-9_-]{2,1400}\.[A-Za-z0-9_-]{22}")
 _NOBODY = "\0"  # a subject no config id can be: keeps the token checks' work constant
+_T = TypeVar("_T")
+OWNER_CHECKS = 3  # unit tokens checked for every status request (padded with _NOBODY)
+PAGE_WORKERS = 2  # threads serving pages (database reads and HTML)
+PAGE_QUEUE = 32  # page requests waiting for them before a 503
 
 _SECURITY = {
     "Cache-Control": "no-store",
@@ -114,10 +124,14 @@ def _not_allowed(allow: str) -> web.Response:
     return web.Response(status=405, headers={"Allow": allow, "Server": SERVER_NAME})
 
 
-def _unavailable() -> web.Response:
-    return web.Response(status=503, body=b"503: the database does not answer; try again\n",
+def _unavailable(why: bytes = b"the database does not answer") -> web.Response:
+    return web.Response(status=503, body=b"503: " + why + b"; try again\n",
                         headers={"Content-Type": "text/plain; charset=utf-8",
                                  "Retry-After": "30", **_SECURITY})
+
+
+class _Busy(Exception):
+    """More page requests are waiting than :data:`PAGE_QUEUE`."""
 
 
 # -- the status page (pure) ---------------------------------------------------------------
@@ -278,6 +292,42 @@ class Pages:
         self.clock = clock
         self.confirm_key = confirm_key
         self.form_key = form_key
+        self.owners: Mapping[str, tuple[str, ...]] = {}  # campaign → owner units
+        self._workers = ThreadPoolExecutor(PAGE_WORKERS, thread_name_prefix="mocd-pages")
+        self._waiting = 0
+
+    def reload_owners(self) -> None:
+        """Who owns each campaign (in a worker thread, after every apply): the ``lead`` of
+        its period, else the leads of its deadlines."""
+        periods: dict[str, set[str]] = {}
+        deadlines: dict[str, set[str]] = {}
+        with self.factory() as session:
+            for campaign, kind, data in session.execute(
+                    select(StoredOccurrence.campaign, StoredOccurrence.kind,
+                           StoredOccurrence.data)
+                    .where(StoredOccurrence.removed_at.is_(None),
+                           StoredOccurrence.campaign.is_not(None),
+                           StoredOccurrence.kind.in_(("period", "deadline")))):
+                found = (periods if kind == "period" else deadlines).setdefault(campaign, set())
+                if isinstance(data.get("lead"), str):
+                    found.add(data["lead"])
+        self.owners = {campaign: tuple(sorted(periods[campaign] if campaign in periods
+                                              else deadlines[campaign]))
+                       for campaign in periods.keys() | deadlines.keys()}
+
+    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
+        """``function(*args)`` in a page thread; :class:`_Busy` when too many wait."""
+        if self._waiting >= PAGE_QUEUE:
+            raise _Busy
+        self._waiting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._workers, function, *args)
+        finally:
+            self._waiting -= 1
+
+    def close(self) -> None:
+        self._workers.shutdown(wait=False, cancel_futures=True)
 
     @classmethod
     def from_settings(cls, settings: Settings, factory: sessionmaker[Session],
@@ -306,6 +356,8 @@ class Pages:
             log.warning("page %s: the database does not answer: %s", path.split("/")[1],
                         str(exc).splitlines()[0])
             return _unavailable()
+        except _Busy:
+            return _unavailable(b"too many page requests at once")
         return None
 
     # -- /confirm/{token} --
@@ -322,8 +374,8 @@ class Pages:
         uid, unit = named
         now = self.now()
         if request.method != "POST":
-            page = await asyncio.to_thread(self._confirm_page, token, uid, unit, now, None,
-                                           None, None)
+            page = await self._run(self._confirm_page, token, uid, unit, now, None, None,
+                                   None)
             return _html(page[0]) if page is not None else None
         try:
             form = await request.post()
@@ -339,8 +391,8 @@ class Pages:
                 self.form_key, token, field("issued"), field("nonce"), now):
             action = ""  # a POST not from our page: change nothing, show the page again
         by = one_line(field("by"))[:200]  # one line, no control characters: it is logged
-        page = await asyncio.to_thread(self._confirm_page, token, uid, unit, now,
-                                       action, by, self._client(request))
+        page = await self._run(self._confirm_page, token, uid, unit, now, action, by,
+                               self._client(request))
         if page is None:
             return None
         body, notice = page
@@ -402,8 +454,10 @@ class Pages:
         campaign, token = parts
         if _ID.fullmatch(campaign) is None or _FEED_TOKEN.fullmatch(token) is None:
             return None
+        if not self._allowed(campaign, token, self.owners.get(campaign, ())):
+            return None  # before any database work, the same checks for any campaign
         now = self.now()
-        found = await asyncio.to_thread(self._status_page, campaign, token, now, as_csv)
+        found = await self._run(self._status_page, campaign, token, now, as_csv)
         if found is None:
             return None
         if as_csv:
@@ -416,10 +470,12 @@ class Pages:
 
     def _allowed(self, campaign: str, token: str, owners: Sequence[str]) -> bool:
         """Campaign token, admin token or an owner's unit token; every check is made (no
-        early exit), each in constant time."""
+        early exit), each in constant time, and at least :data:`OWNER_CHECKS` owner
+        checks (padded), so that a known campaign costs what an unknown one does."""
         checks = [self.tokens.verify("campaign", campaign, token),
                   self.tokens.verify("admin", ADMIN_SUBJECT, token)]
-        checks += [self.tokens.verify("unit", owner, token) for owner in owners or (_NOBODY,)]
+        padded = [*owners, *[_NOBODY] * max(0, OWNER_CHECKS - len(owners))]
+        checks += [self.tokens.verify("unit", owner, token) for owner in padded]
         return any(checks)
 
     def _status_page(self, campaign: str, token: str, now: datetime, as_csv: bool
@@ -432,9 +488,7 @@ class Pages:
                        StoredOccurrence.removed_at.is_(None),
                        StoredOccurrence.kind.in_(("period", "deadline")))).all()
             periods = [data for kind, data in rows if kind == "period"]
-            leads = [data.get("lead") for data in (periods or [d for _, d in rows])]
-            owners = sorted({lead for lead in leads if isinstance(lead, str)})
-            if not self._allowed(campaign, token, owners) or not rows:
+            if not rows:
                 return None
             statuses = campaign_status(session, campaign, today=today,
                                        language=self.settings.language)
@@ -455,7 +509,7 @@ class Pages:
             return None
         if not self.tokens.verify("unit", unit, token):
             return None
-        page = await asyncio.to_thread(self._agenda_page, unit, token, self.now())
+        page = await self._run(self._agenda_page, unit, token, self.now())
         return _html(page) if page is not None else None
 
     def _agenda_page(self, unit: str, token: str, now: datetime) -> str | None:

@@ -110,6 +110,18 @@ class HttpSettings(_Section):
     # Reverse proxies whose X-Forwarded-For is believed (the client address recorded with
     # a confirmation); empty: the TCP peer is the client, whatever the headers say.
     trusted_proxies: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_addresses)] = ()
+    # A connection that sends no complete request for this long is closed (a silent or
+    # slow client, an idle keep-alive): held connections must not exhaust the process.
+    timeout: Annotated[timedelta, BeforeValidator(_seconds)] = timedelta(seconds=15)
+    # Open connections at most; one more gets "503, try again" and is closed at once.
+    max_connections: int = Field(500, ge=10, le=100_000)
+
+    @field_validator("timeout")
+    @classmethod
+    def _sane_timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(hours=1):
+            raise ValueError("must be between 1s and 1h")
+        return value
 
 
 class MailSettings(_Section):

@@ -196,7 +196,7 @@ def _too_deep(tree: Any) -> Path | None:
             return path
         child, index = tree.first_child(node), 0
         while child != ryml.NONE:
-            part: PathPart = (_text(bytes(tree.key(child))) if tree.has_key(child)
+            part: PathPart = (_key(tree, child) if tree.has_key(child)
                               else index)
             stack.append((child, path if tree.is_doc(child) else (*path, part)))
             child, index = tree.next_sibling(child), index + 1
@@ -314,6 +314,12 @@ def _text(data: bytes) -> str:
         return lone.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
+def _key(tree: Any, node: int) -> str:
+    """A mapping key as text; an empty key (``: value``) is ``""``, not a crash."""
+    key = tree.key(node)
+    return "" if key is None else _text(bytes(key))
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = {key: None if value == "~" else value for key, value in pairs}  # `~` is null
     if len(result) != len(pairs):
@@ -344,7 +350,7 @@ class _Walker:
             result: dict[str, Any] = {}
             child = t.first_child(node)
             while child != ryml.NONE:
-                key = _text(bytes(t.key(child)))
+                key = _key(t, child)
                 if key in result:
                     self.duplicates.append((*path, key))
                 result[key] = self._node(child, (*path, key))
@@ -441,7 +447,7 @@ class PositionIndex:
         if t.is_map(node):  # the last of duplicate keys is the one that counts
             child = t.first_child(node)
             while child != ryml.NONE:
-                if _text(bytes(t.key(child))) == part:
+                if _key(t, child) == part:
                     found = int(child)
                 child = t.next_sibling(child)
         return found

@@ -50,6 +50,7 @@ from scheduler.database import (
 from scheduler.dates import format_duration
 from scheduler.dispatcher import Dispatcher, DispatchReport
 from scheduler.expand import Window, expand_loaded, working_calendar
+from scheduler.logs import LoopErrors
 from scheduler.models import ConfigRevision
 from scheduler.ownership import OwnerLock
 
@@ -249,6 +250,7 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(LoopErrors())
         self.install_signals(loop)
         await asyncio.to_thread(self.check_templates)
         factory = await asyncio.to_thread(self.open_store)

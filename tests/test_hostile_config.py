@@ -242,3 +242,13 @@ def test_odd_structures_are_checked_without_a_traceback(
     assert code in (0, 1), (text, err)
     assert "Traceback" not in err, (text, err)
     assert "internal error" not in err, (text, err)
+
+
+def test_an_empty_key_is_an_unknown_key_not_a_crash(run_cli: RunCli, write_config: WriteConfig,
+                                                    tmp_path: Path) -> None:
+    """Found by the fuzz test: ``: value`` (a key of nothing) crashed while its position
+    was looked up."""
+    write_config(tmp_path, {"a.yaml": ": x\nunits: []\n"})
+    code, out, err = run_cli(["check", "--config", "cfg"])
+    assert (code, out) == (1, "")
+    assert err.startswith("cfg/a.yaml:1:1: (file): unknown key ''; allowed: calendar, units")

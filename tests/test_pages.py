@@ -124,6 +124,7 @@ def site(factory: sessionmaker[Session]) -> Iterator[Site]:
     tokens = FeedTokens(FEED_KEY)
     pages = Pages(factory, tokens, settings=SETTINGS, clock=clock, confirm_key=CONFIRM_KEY,
                   form_key=FORM_KEY)
+    pages.reload_owners()  # as the daemon's feed service does after every apply
     running = Running(FeedServer(StaticFeeds(), tokens, ServerOptions(port=0), Metrics(),
                                  pages=pages))
     yield Site(running, clock, factory)

@@ -133,6 +133,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
     tokens = FeedTokens(FEED_KEY)
     pages = Pages(factory, tokens, settings=SETTINGS, clock=FixedClock(NOW),
                   confirm_key=CONFIRM_KEY, form_key=FORM_KEY)
+    pages.reload_owners()
     running = Running(FeedServer(StaticFeeds(), tokens, ServerOptions(port=0), Metrics(),
                                  pages=pages))
     yield Site(running, factory, tokens)
