@@ -251,4 +251,4 @@ def test_an_empty_key_is_an_unknown_key_not_a_crash(run_cli: RunCli, write_confi
     write_config(tmp_path, {"a.yaml": ": x\nunits: []\n"})
     code, out, err = run_cli(["check", "--config", "cfg"])
     assert (code, out) == (1, "")
-    assert err.startswith("cfg/a.yaml:1:1: (file): unknown key ''; allowed: calendar, units")
+    assert err.startswith("cfg/a.yaml:1:3: (file): unknown key ''; allowed: calendar, units")
