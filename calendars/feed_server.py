@@ -211,15 +211,18 @@ class Health:
     revision_id: int | None = None
     revision_hash: str | None = None
     state: str = ""
+    waiting: str | None = None  # the daemon waits for its database (locked, away): degraded
 
     @property
     def ok(self) -> bool:
-        return self.database and self.scheduler
+        return self.database and self.scheduler and self.waiting is None
 
     def to_json(self) -> dict[str, Any]:
+        status = "ok" if self.ok else "degraded" if self.waiting else "unavailable"
         return {
-            "status": "ok" if self.ok else "unavailable",
+            "status": status,
             "state": self.state,
+            "waiting": self.waiting,
             "database": self.database,
             "scheduler": self.scheduler,
             "last_dispatch": self.last_dispatch.isoformat() if self.last_dispatch else None,

@@ -15,9 +15,11 @@ import logging
 import signal
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -44,6 +46,7 @@ from scheduler.database import (
     connect,
     require_current,
     session_factory,
+    store_trouble,
     transaction,
     upgrade,
 )
@@ -51,11 +54,12 @@ from scheduler.dates import format_duration
 from scheduler.dispatcher import Dispatcher, DispatchReport
 from scheduler.expand import Window, expand_loaded, working_calendar
 from scheduler.logs import LoopErrors
-from scheduler.models import ConfigRevision
 from scheduler.ownership import OwnerLock
 
 log = logging.getLogger("mocd.daemon")
 SAFETY_INTERVAL = timedelta(seconds=60)
+STORE_BACKOFF = (1, 2, 5, 10, 30)  # seconds between tries while the database is busy or away
+_T = TypeVar("_T")
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -101,7 +105,10 @@ class Daemon:
         self.feeds: FeedService | None = None  # the HTTP server and feed upkeep (issue 4)
         self.scheduler: AsyncIOScheduler | None = None
         self.owner_lock: OwnerLock | None = None
+        self.store_waiting: str | None = None  # why the daemon waits for the database
+        self._store_failures = 0
         self._health: tuple[float, bool, str | None] | None = None
+        self._probing = False
 
     def now(self) -> datetime:
         return self.clock.now(self.settings.tz)
@@ -258,7 +265,7 @@ class Daemon:
         secret = await asyncio.to_thread(load_secret, self.settings)  # a file: off the loop
         confirm_key = derive_key(secret, CONFIRM_PURPOSE)
         self.feeds = self.feed_service(factory, confirm_key)
-        if not await asyncio.to_thread(self.apply_config) and self.last_apply is None:
+        if not await self._with_store(self.apply_config) and self.last_apply is None:
             log.warning("starting without a valid config: only what is already in the outbox "
                         "is sent until the config is fixed")
         await self.feeds.start()  # listening before READY; a port in use stops here
@@ -320,39 +327,50 @@ class Daemon:
                            clock=self.clock)
 
     def _probe_database(self) -> tuple[bool, str | None]:
-        """One round trip: the applied revision's hash (or ``SELECT 1``)."""
-        assert self.factory is not None
+        """One read: the applied revision's hash (or ``SELECT 1``), on a raw driver
+        connection without a transaction: the store's sessions begin with SQLite's
+        ``BEGIN IMMEDIATE``, which would wait for the write lock another program holds,
+        and a health check must say so at once, not wait with the rest."""
+        assert self.engine is not None
         revision = self.last_apply.revision_id if self.last_apply else None
+        query = ("SELECT 1" if revision is None else
+                 f"SELECT content_hash FROM config_revisions WHERE id = {int(revision)}")
         try:
-            with self.factory() as session:
-                if revision is None:
-                    session.execute(select(1))
-                    return True, None
-                return True, session.scalar(
-                    select(ConfigRevision.content_hash).where(ConfigRevision.id == revision))
+            connection = self.engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                cursor.execute(query)
+                row = cursor.fetchone()
+            finally:
+                connection.close()
         except Exception as exc:  # any driver error means "not reachable" here
             log.warning("health: the database does not answer: %s", str(exc).splitlines()[0])
             return False, None
+        return True, (str(row[0]) if revision is not None and row else None)
 
     async def health(self) -> Health:
         """``/healthz``: the database is probed at most once a second (a flood of probes
         must not become a flood of queries), with a 3 s limit."""
         loop = asyncio.get_running_loop()
         cached = self._health
-        if cached is not None and loop.time() - cached[0] < 1.0:
-            database, revision_hash = cached[1], cached[2]
+        if cached is not None and (loop.time() - cached[0] < 1.0 or self._probing):
+            database, revision_hash = cached[1], cached[2]  # one probe at a time
         else:
+            self._probing = True
             try:
                 database, revision_hash = await asyncio.wait_for(
                     asyncio.to_thread(self._probe_database), 3.0)
             except TimeoutError:
                 database, revision_hash = False, None
+            finally:
+                self._probing = False
             self._health = (loop.time(), database, revision_hash)
         scheduler = (self.scheduler is not None and self.scheduler.running
                      and self.state in (RunState.RUNNING, RunState.RELOADING))
         return Health(database=database, scheduler=scheduler, last_dispatch=self.last_dispatch,
                       revision_id=self.last_apply.revision_id if self.last_apply else None,
-                      revision_hash=revision_hash, state=self.state.value)
+                      revision_hash=revision_hash, state=self.state.value,
+                      waiting=self.store_waiting)
 
     def _unit_names(self) -> dict[str, str]:
         assert self.factory is not None
@@ -362,7 +380,8 @@ class Daemon:
             return {u.id: u.name for u in session.scalars(select(Unit))}
 
     async def _loop(self, scheduler: AsyncIOScheduler, factory: sessionmaker[Session]) -> None:
-        assert self.dispatcher is not None
+        """Wait for an event, act on it; a database that is busy or away is waited for
+        (:meth:`_store_failed`) and the interrupted step tried again."""
         while not self.stop_requested.is_set():
             waiters = [asyncio.create_task(e.wait()) for e in
                        (self.stop_requested, self.reload_requested, self.wake, self.digest_due,
@@ -372,35 +391,114 @@ class Daemon:
                 waiter.cancel()
             if self.stop_requested.is_set():
                 break
-            if self.reload_requested.is_set():
-                self.reload_requested.clear()
-                self.state = RunState.RELOADING
-                sd_notify.reloading()
-                accepted = await asyncio.to_thread(self.apply_config)
-                await asyncio.to_thread(self.record_reload, accepted)
-                self.dispatcher.messages.names = await asyncio.to_thread(self._unit_names)
-                self.state = RunState.RUNNING
-                sd_notify.notify("READY=1")
-                self.wake.set()
-            if self.housekeeping_due.is_set():
-                self.housekeeping_due.clear()
-                await asyncio.to_thread(self.housekeeping)
-            if self.digest_due.is_set():
-                self.digest_due.clear()
-                queued = await asyncio.to_thread(queue_digests, factory, self.settings,
-                                                 self.now())
-                log.info("weekly digest: %d emails queued", queued)
-                self.wake.set()
-            if self.wake.is_set():
-                self.wake.clear()
-                report = await self._dispatch()
-                if report is None:
+            try:
+                if not await self._round(scheduler, factory):
                     break
-                self.last_dispatch = self.now()
-                if report.claimed:
-                    log.info("dispatched: %d sent, %d to retry, %d failed (%d emails)",
-                             report.sent, report.retried, report.failed, report.messages)
-            await asyncio.to_thread(self.arm, scheduler)
+            except Exception as exc:
+                if not await self._store_failed(exc):
+                    raise
+                continue
+            self._store_answers()
+
+    async def _round(self, scheduler: AsyncIOScheduler, factory: sessionmaker[Session]
+                     ) -> bool:
+        """Act on the events that are set; False when a stop cut a dispatch short."""
+        await self._step(self.reload_requested, self._reload)
+        await self._step(self.housekeeping_due,
+                         lambda: asyncio.to_thread(self.housekeeping))
+        await self._step(self.digest_due, lambda: self._digest(factory))
+        if self.wake.is_set():
+            self.wake.clear()
+            try:
+                report = await self._dispatch()
+            except BaseException:
+                self.wake.set()
+                raise
+            if report is None:
+                return False
+            self.last_dispatch = self.now()
+            if report.claimed:
+                log.info("dispatched: %d sent, %d to retry, %d failed (%d emails)",
+                         report.sent, report.retried, report.failed, report.messages)
+        await asyncio.to_thread(self.arm, scheduler)
+        return True
+
+    @staticmethod
+    async def _step(event: asyncio.Event, action: Callable[[], Awaitable[object]]) -> None:
+        """Run ``action`` when ``event`` is set; a failure sets it again (tried later)."""
+        if not event.is_set():
+            return
+        event.clear()
+        try:
+            await action()
+        except BaseException:
+            event.set()
+            raise
+
+    async def _reload(self) -> None:
+        assert self.dispatcher is not None
+        self.state = RunState.RELOADING
+        sd_notify.reloading()
+        try:
+            accepted = await asyncio.to_thread(self.apply_config)
+            await asyncio.to_thread(self.record_reload, accepted)
+            self.dispatcher.messages.names = await asyncio.to_thread(self._unit_names)
+        finally:
+            self.state = RunState.RUNNING
+            sd_notify.notify("READY=1")
+        self.wake.set()
+
+    async def _digest(self, factory: sessionmaker[Session]) -> None:
+        queued = await asyncio.to_thread(queue_digests, factory, self.settings, self.now())
+        log.info("weekly digest: %d emails queued", queued)
+        self.wake.set()
+
+    async def _store_failed(self, exc: BaseException) -> bool:
+        """A database error: wait and let the step be tried again (True), stop with one
+        line on a full disk (:class:`RuntimeFailure`), or False for anything else (a bug).
+
+        Nothing is lost meanwhile: rows are changed in transactions, outcomes of sent
+        emails are kept and written once the database answers (the dispatcher's
+        recorder retries), and ``/healthz`` says the daemon is waiting.
+        """
+        trouble = store_trouble(exc)
+        if trouble is None:
+            return False
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        if trouble == "full":
+            raise RuntimeFailure(f"the disk holding the database is full ({reason}): free "
+                                 "some space and start mocd again; nothing was lost") from None
+        delay = STORE_BACKOFF[min(self._store_failures, len(STORE_BACKOFF) - 1)]
+        self._store_failures += 1
+        waiting = ("the database is locked by another program" if trouble == "busy"
+                   else "the database does not answer")
+        if self.store_waiting != waiting or self._store_failures % 10 == 1:
+            log.warning("%s (%s): retrying in %d s; reminders wait, nothing is lost",
+                        waiting, reason, delay)
+        self.store_waiting = waiting
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_requested.wait(), delay)
+        self.wake.set()
+        return True
+
+    def _store_answers(self) -> None:
+        if self.store_waiting is not None:
+            log.info("the database answers again after %d tries", self._store_failures)
+        self.store_waiting = None
+        self._store_failures = 0
+
+    async def _with_store(self, action: Callable[[], _T]) -> _T:
+        """``action`` in a worker thread, waited for while the database is busy or away
+        (at start, before the loop runs)."""
+        while True:
+            try:
+                result = await asyncio.to_thread(action)
+            except Exception as exc:
+                if self.stop_requested.is_set() or not await self._store_failed(exc):
+                    raise
+                continue
+            self._store_answers()
+            return result
 
     async def _dispatch(self) -> DispatchReport | None:
         """One dispatch round; on a stop request, in-flight sends get a bounded grace."""
@@ -435,9 +533,14 @@ class Daemon:
         watcher.cancel()
         with suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(watcher, STOP_GRACE_SECONDS)
-        released = await asyncio.to_thread(release_owned, factory, owner=self.owner)
-        if released:
-            log.info("released %d claimed rows", released)
+        try:
+            released = await asyncio.to_thread(release_owned, factory, owner=self.owner)
+        except Exception as exc:  # a full disk, a locked database: the leases run out
+            log.warning("claimed rows not given back (%s): they are free when their leases "
+                        "run out", str(exc).splitlines()[0])
+        else:
+            if released:
+                log.info("released %d claimed rows", released)
         with suppress(Exception):
             await asyncio.wait_for(transport.close(), STOP_GRACE_SECONDS)
         if self.owner_lock is not None:

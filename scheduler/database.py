@@ -8,16 +8,18 @@ claim the same row. PostgreSQL uses ``FOR UPDATE SKIP LOCKED`` instead (see
 
 from __future__ import annotations
 
+import errno
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.errors import RuntimeFailure, UserError
@@ -61,9 +63,26 @@ def connect(url: str) -> Engine:
         with engine.connect():
             pass
     except SQLAlchemyError as exc:
+        full = _full_disk(url)
+        if full:
+            raise RuntimeFailure(f"cannot open the database: the disk holding {full} is "
+                                 "full: free some space and start mocd again") from None
         raise RuntimeFailure(f"cannot open the database: {exc.__class__.__name__}: "
                              f"{str(exc).splitlines()[0]}") from None
     return engine
+
+
+def _full_disk(url: str) -> str | None:
+    """The directory of a SQLite database whose disk has (almost) no space left: SQLite
+    then says only "disk I/O error" (it cannot create its shared-memory file)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    directory = Path(parsed.database).parent
+    try:
+        return str(directory) if shutil.disk_usage(directory).free < 1024 * 1024 else None
+    except OSError:
+        return None
 
 
 def existing_store(url: str) -> Engine | None:
@@ -76,6 +95,34 @@ def existing_store(url: str) -> Engine | None:
             or not Path(parsed.database).is_file()):
         return None
     return connect(url)
+
+
+StoreTrouble = Literal["busy", "full", "away"]
+
+
+def store_trouble(exc: BaseException) -> StoreTrouble | None:
+    """What a database error means for the daemon, or None for a bug:
+
+    - ``busy``: SQLite is locked by another process past the busy timeout (a backup, an
+      admin's ``sqlite3`` shell): wait and try again;
+    - ``away``: the server cannot be reached or dropped the connection (PostgreSQL
+      restarting): wait and try again;
+    - ``full``: the disk is full: stop, saying so (nothing can be recorded).
+    """
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "full"
+    if not isinstance(exc, SQLAlchemyError):
+        return None
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if "database or disk is full" in text or "no space left" in text:
+        return "full"
+    if "database is locked" in text or "database table is locked" in text or (
+            "busy" in text and "sqlite" in type(getattr(exc, "orig", exc)).__module__):
+        return "busy"
+    if isinstance(exc, OperationalError | InterfaceError) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return "away"
+    return None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -50,6 +50,7 @@ from notifications.outbox import (
 from notifications.planning import PLANNED_KINDS
 from notifications.transport import PermanentError, TransientError, Transport, TransportError
 from scheduler.clock import Clock
+from scheduler.database import store_trouble
 from scheduler.dates import Span, format_duration
 from scheduler.models import StoredOccurrence, Unit
 from scheduler.occurrences import Occurrence, as_before, from_record
@@ -58,6 +59,7 @@ from scheduler.ownership import OwnerLock
 log = logging.getLogger("mocd.dispatch")
 ADMIN_KINDS = ("delivery_failure", "config_error")  # rows whose email goes to mail.admin
 MAX_CLAIM = 500  # rows in one claim, however fast the server
+RECORD_PATIENCE = 600.0  # seconds the outcomes of sent emails wait for a busy database
 CLAIM_AHEAD = 2.0  # seconds of sending, at the measured rate, that one claim may hold
 
 
@@ -142,8 +144,13 @@ class _Recorder:
         self.writes = 0
 
     async def record(self, outcome: Outcome) -> str:
-        """The outcome's new state, once it is committed."""
+        """The outcome's new state, once it is committed.
+
+        A database that is busy (SQLite locked by another program) or away is waited for,
+        for up to :data:`RECORD_PATIENCE`: the email was sent, and forgetting that would
+        send it again."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieved)
         self._pending.append((outcome, future))
         if not self._writing:
             self._writing = True
@@ -151,8 +158,7 @@ class _Recorder:
                 while self._pending:
                     batch, self._pending = self._pending, []
                     try:
-                        states = await asyncio.to_thread(
-                            record, self.factory, [o for o, _ in batch], now=self.now())
+                        states = await self._write([o for o, _ in batch])
                     except BaseException as exc:  # the database failed, or we are cancelled
                         for _, waiting in batch:
                             if not waiting.done():
@@ -168,6 +174,28 @@ class _Recorder:
                         waiting.set_exception(RuntimeError("the outcome writer stopped"))
                 self._pending = []
         return await future
+
+    async def _write(self, outcomes: list[Outcome]) -> list[str]:
+        waited = 0.0
+        delay = 0.5
+        while True:
+            try:
+                return await asyncio.to_thread(record, self.factory, outcomes, now=self.now())
+            except Exception as exc:
+                if store_trouble(exc) not in ("busy", "away") or waited >= RECORD_PATIENCE:
+                    raise
+                log.warning("cannot record %d outcomes yet (%s); retrying in %.0f s",
+                            len(outcomes), str(exc).splitlines()[0], delay)
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 30.0)
+
+
+def _retrieved(future: asyncio.Future[str]) -> None:
+    """Mark a recorder future's exception as seen: its waiter may have been cancelled (a
+    stop), and asyncio would print "Future exception was never retrieved"."""
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass
