@@ -181,6 +181,7 @@ _EDITS = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 40),
                             _FRAGMENTS | st.binary(max_size=12)), min_size=1, max_size=6)
 
 
+@pytest.mark.timeout(10 * FUZZ or 60)
 @settings(max_examples=FUZZ or 150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
@@ -225,6 +226,7 @@ def to_yaml(value: object, indent: int = 0) -> str:
     return str(value)
 
 
+@pytest.mark.timeout(10 * FUZZ or 60)
 @settings(max_examples=FUZZ or 150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
