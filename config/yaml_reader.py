@@ -269,7 +269,8 @@ def parse_yaml(raw: bytes, display: str) -> YamlFile:
                             line, 1)]
             )
     try:
-        emitted = ryml.emit_json(tree)
+        with _captured_stderr():  # the emitter prints its own errors on fd 2
+            emitted = ryml.emit_json(tree)
     except Exception:  # rapidyaml's emitter stops at MAX_DEPTH levels
         deep = _too_deep(tree)
         if deep is None:

@@ -323,3 +323,61 @@ def test_a_token_in_an_over_long_request_line_is_not_logged(tmp_path: Path) -> N
     log = daemon.output()
     assert token not in log
     assert token[:8] not in log
+
+
+def vm_hwm_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.timeout(180)
+def test_hostile_config_files_dropped_into_a_running_daemon(tmp_path: Path) -> None:
+    """Each is rejected on reload (the last good config keeps running); meanwhile
+    /healthz answers within a second, and the daemon never grows past 1 GB (before: an
+    alias bomb took it to 13.5 GB in 45 s and it stopped answering)."""
+    from tests.test_hostile_config import alias_bomb
+
+    daemon = LimitedDaemon(tmp_path, files=4096)
+    config = tmp_path / "config"
+    hostile = {
+        "bomb.yaml": alias_bomb(),
+        "deep.yaml": "x: " + "[" * 10_000 + "]" * 10_000 + "\n",
+        "long-id.yaml": "units:\n  - {id: " + "a" * 100_000 + ", name: A}\n",
+        "digits.yaml": "anniversaries:\n  - {id: k, title: K, origin: 1954-06-20, every: "
+                       + "9" * 5000 + ", units: [phong-noi-vu]}\n",
+    }
+    try:
+        reloads = tmp_path / "var" / "reloads"
+        for name, text in hostile.items():
+            before = int(reloads.read_text().split()[0]) if reloads.exists() else 0
+            (config / name).write_text(text, encoding="utf-8")
+            daemon.process.send_signal(signal.SIGHUP)  # as the file watcher would
+            deadline = time.monotonic() + 30
+            slowest = 0.0
+            while time.monotonic() < deadline:
+                status, seconds = timed_fetch(daemon.port, "/healthz")
+                assert status == 200
+                slowest = max(slowest, seconds)
+                done = reloads.read_text().split() if reloads.exists() else ["0", ""]
+                if int(done[0]) > before and done[1] == "rejected":
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"{name}: no rejected reload; log:\n"
+                                     f"{daemon.output()[-3000:]}")
+            assert slowest < 1, (name, slowest)
+            (config / name).unlink()
+            peak = vm_hwm_kb(daemon.process.pid)
+            print(f"{name}: rejected, /healthz at worst {slowest * 1000:.0f} ms, daemon peak "
+                  f"RSS {peak / 1024:.0f} MB")
+            assert peak < 1024 * 1024, name
+        log = daemon.output()
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    assert "Traceback" not in log
+    assert "ERROR: [visit]" not in log  # rapidyaml's own messages stay out of the log
+    assert log.count("config error:") >= len(hostile)
