@@ -124,8 +124,19 @@ class HttpSettings(_Section):
         return value
 
 
+def _optional_path(value: Any) -> Any:
+    """Empty text (TOML ``""``, ``MOCD_MAIL__PASSWORD_FILE=``) is no path, not ``.``."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
 class MailSettings(_Section):
     url: str = ""
+    # A file holding the SMTP password (the systemd unit passes a credential,
+    # $CREDENTIALS_DIRECTORY/smtp-password): the settings file then holds none. It is
+    # read when the transport is opened (notifications.mail_url.mail_server).
+    password_file: Annotated[Path | None, BeforeValidator(_optional_path)] = None
     sender: str = "mocd <mocd@localhost>"
     admin: str = ""
     concurrency: int = Field(4, ge=1, le=64)

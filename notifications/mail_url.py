@@ -15,6 +15,14 @@ Forms::
 * ``timeout`` is the time allowed for connecting and for each server reply
   (seconds, default 30).
 
+``mail.password_file`` keeps the password out of the settings file (which is
+world-readable in ``/etc/mocd``): the file's content, as is (not
+percent-encoded; the line end after it is dropped), replaces the URL's
+password, or is the password of a URL with a user and no password
+(``smtp://mocd@mail.example.vn:587``). :func:`mail_server` reads it when the
+transport is opened; a missing, unreadable or empty file is a one-line
+UserError naming the setting and the file, never quoting what it holds.
+
 A bad URL is a :class:`config.errors.UserError` with a one-line message that
 never contains the password, not even a piece of it: when a stray ``/``, ``?``
 or ``#`` in an unencoded password splits the URL in the wrong place, the
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -197,14 +205,66 @@ def _timeout(given: str | None) -> float:
     return seconds
 
 
+# More than any password; a longer file is not one (e.g. the settings file given by mistake).
+MAX_PASSWORD_BYTES = 4096
+
+
+def read_password_file(path: Path) -> str:
+    """The password in ``path`` (``mail.password_file``), or a one-line UserError.
+
+    One line end after the password is dropped (``install … /dev/stdin`` and editors
+    add it); nothing else is stripped. No message quotes the content.
+    """
+
+    def fail(problem: str) -> UserError:
+        return UserError(f"mail.password_file: {path}: {problem}")
+
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_PASSWORD_BYTES + 1)
+    except FileNotFoundError:
+        raise fail("no such file") from None
+    except OSError as exc:
+        raise fail(f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_PASSWORD_BYTES:
+        raise fail(f"longer than {MAX_PASSWORD_BYTES} bytes: it should hold the password only")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise fail("not valid UTF-8") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise fail("empty: write the SMTP password into it")
+    if "\n" in text or "\r" in text:
+        raise fail("more than one line: it should hold the password only")
+    return text
+
+
+def mail_server(mail: MailSettings) -> MailServer:
+    """``mail.url`` parsed, its password from ``mail.password_file`` when that is set.
+
+    A UserError for a bad URL, a URL without a user name to log in with (a password
+    alone means nothing to SMTP AUTH), or a password file that cannot be used.
+    """
+    server = parse_mail_url(mail.url)
+    if mail.password_file is None:
+        return server
+    if server.username is None:
+        raise UserError("mail.password_file: mail.url names no user to log in as "
+                        "(write smtp://USER@host…)")
+    return replace(server, password=read_password_file(mail.password_file))
+
+
 def open_transport(mail: MailSettings, outbox: Path) -> Transport:
     """SMTP for a ``mail.url``; without one, ``.eml`` files in ``outbox`` (SPEC §3).
 
-    Raises a UserError for a bad ``mail.url``; nothing is connected until the first send.
+    Raises a UserError for a bad ``mail.url`` or ``mail.password_file`` (read here,
+    a file: call it off the event loop); nothing is connected until the first send.
+    Without ``mail.url``, ``mail.password_file`` is not used.
     """
     from notifications.eml_files import EmlFileTransport
     from notifications.smtp import SmtpTransport
 
     if not mail.url.strip():
         return EmlFileTransport(outbox)
-    return SmtpTransport(parse_mail_url(mail.url), mail.concurrency, mail.rate_per_minute)
+    return SmtpTransport(mail_server(mail), mail.concurrency, mail.rate_per_minute)

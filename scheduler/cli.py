@@ -178,12 +178,14 @@ def check(ctx: Context, config_dir: Path | None) -> None:
 
 def _check_delivery(settings: Settings) -> None:
     """What the daemon would refuse at start, found by ``check``: a ``mail.url`` that does
-    not parse, an email template (``templates_dir``) that does not render."""
-    from notifications.mail_url import parse_mail_url
+    not parse, a ``mail.password_file`` that cannot be read (when set: under systemd it is
+    set in the unit's environment only, so a ``check`` from a shell does not look for the
+    service's credential), an email template (``templates_dir``) that does not render."""
+    from notifications.mail_url import mail_server
     from notifications.messages import MessageFactory
 
     if settings.mail.url:
-        parse_mail_url(settings.mail.url)
+        mail_server(settings.mail)
     problems = MessageFactory(settings, {}).check_templates()
     if problems:
         raise UserError(f"templates_dir {settings.templates_dir}: " + "; ".join(problems))

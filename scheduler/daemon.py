@@ -260,6 +260,10 @@ class Daemon:
         loop.set_exception_handler(LoopErrors())
         self.install_signals(loop)
         await asyncio.to_thread(self.check_templates)
+        # Before the store: a bad mail.url or unreadable mail.password_file stops the start
+        # (a file is read: off the loop; nothing is connected until the first send).
+        transport = await asyncio.to_thread(
+            open_transport, self.settings.mail, self.settings.state_dir / "outbox")
         factory = await asyncio.to_thread(self.open_store)
         self.metrics.factory = factory
         secret = await asyncio.to_thread(load_secret, self.settings)  # a file: off the loop
@@ -269,7 +273,6 @@ class Daemon:
             log.warning("starting without a valid config: only what is already in the outbox "
                         "is sent until the config is fixed")
         await self.feeds.start()  # listening before READY; a port in use stops here
-        transport = open_transport(self.settings.mail, self.settings.state_dir / "outbox")
         names = await asyncio.to_thread(self._unit_names)
         self.dispatcher = Dispatcher(factory, transport, MessageFactory(
             self.settings, names, self.settings.templates_dir), self.settings, self.clock,

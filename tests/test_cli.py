@@ -137,6 +137,22 @@ def test_check_validates_mail_url(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     assert err.count("\n") == 1
 
 
+def test_check_reads_mail_password_file_when_it_is_set(
+        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOCD_MAIL__URL", "smtp://mocd@mail.example.vn:587")
+    missing = tmp_path / "credentials" / "smtp-password"
+    monkeypatch.setenv("MOCD_MAIL__PASSWORD_FILE", str(missing))
+    code, out, err = cli("check")
+    assert (code, out) == (1, "")
+    assert err == f"mail.password_file: {missing}: no such file\n"
+
+    missing.parent.mkdir()
+    missing.write_text("mật khẩu\n", encoding="utf-8")
+    code, out, err = cli("check")
+    assert (code, err) == (0, "")
+    assert "mật khẩu" not in out
+
+
 # -- agenda --format json ---------------------------------------------------------
 
 

@@ -211,3 +211,17 @@ def test_a_template_that_does_not_render_stops_the_start_with_one_line(daemon: D
         f"templates_dir {templates}: template {templates}/vi/reminder.html.j2:1: "
         "UndefinedError: 'dict object' has no attribute 'titel'")
     assert not (daemon.state / "mocd.sqlite3").exists()  # refused before touching the store
+
+
+def test_a_missing_password_file_stops_the_start_with_one_line(daemon: Daemon) -> None:
+    missing = daemon.tmp / "credentials" / "smtp-password"
+    env = daemon.env() | {"MOCD_MAIL__URL": "smtp://mocd@127.0.0.1:9?tls=none",
+                          "MOCD_MAIL__PASSWORD_FILE": str(missing)}
+    env.pop("NOTIFY_SOCKET")
+    done = subprocess.run([str(MOCD), "run", "--config", str(daemon.config)], env=env,
+                          cwd=daemon.tmp, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"mail.password_file: {missing}: no such file")
+    assert not (daemon.state / "mocd.sqlite3").exists()  # refused before touching the store

@@ -59,6 +59,7 @@ def test_every_default_of_spec_3():
     assert s.uid_domain == "mocd.local"
     assert (s.http.host, s.http.port, s.http.public_feeds) == ("127.0.0.1", 8470, False)
     assert s.mail.url == ""
+    assert s.mail.password_file is None
     assert s.mail.sender == "mocd <mocd@localhost>"
     assert s.mail.admin == ""
     assert s.mail.concurrency == 4
@@ -134,6 +135,21 @@ def test_environment_wins_over_the_file(tmp_path, monkeypatch):
     s = load_settings(path)
     assert s.mail.url == "smtp://from-env"
     assert s.mail.admin == "admin@file.vn"  # the file still counts for what env leaves alone
+
+
+def test_mail_password_file_from_the_file_or_the_environment(tmp_path, monkeypatch):
+    path = write(tmp_path, '[mail]\npassword_file = "/etc/mocd/smtp-password"\n')
+    assert load_settings(path).mail.password_file == Path("/etc/mocd/smtp-password")
+    # How deploy/mocd.service sets it (%d is $CREDENTIALS_DIRECTORY):
+    monkeypatch.setenv("MOCD_MAIL__PASSWORD_FILE", "/run/credentials/mocd.service/smtp-password")
+    assert load_settings(path).mail.password_file == Path(
+        "/run/credentials/mocd.service/smtp-password")
+    # Empty is none (not the current directory), from the file or the environment; the
+    # file is not read when the settings are (a missing one is the transport's error).
+    monkeypatch.setenv("MOCD_MAIL__PASSWORD_FILE", "")
+    assert load_settings(path).mail.password_file is None
+    monkeypatch.delenv("MOCD_MAIL__PASSWORD_FILE")
+    assert load_settings(write(tmp_path, '[mail]\npassword_file = ""\n')).mail.password_file is None
 
 
 @pytest.mark.parametrize("value", ['["14d", "3d"]', '["14d","3d"]', "14d,3d", "14d, 3d"],

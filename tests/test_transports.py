@@ -652,6 +652,118 @@ def test_starttls_is_required_never_silently_skipped(smtp_server: StartServer) -
     assert server.mailbox.messages == []
 
 
+# --- mail.password_file -------------------------------------------------------------------
+
+LOGIN_PASSWORD = "mật khẩu:/@1"  # what Mailbox.authenticate accepts, raw: no percent-encoding
+
+
+def password_file(tmp_path: Path, content: bytes | str, name: str = "smtp-password") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    path.chmod(0o600)
+    return path
+
+
+def test_a_login_with_the_password_from_mail_password_file(smtp_server: StartServer,
+                                                           tmp_path: Path) -> None:
+    """The unit's way: mail.url names the user only, the credential file holds the password
+    (as ``install … /dev/stdin`` writes it: with a line end, which is not part of it)."""
+    mailbox = Mailbox()
+    server = smtp_server(mailbox, auth_require_tls=False, authenticator=mailbox.authenticate)
+    mail = MailSettings(url=f"smtp://mocd@{LOCALHOST}:{server.port}?tls=none&timeout=5",
+                        password_file=password_file(tmp_path, LOGIN_PASSWORD + "\n"))
+
+    async def scenario() -> Delivery:
+        smtp = open_transport(mail, tmp_path / "outbox")
+        async with smtp:
+            return await smtp.send(reminder())
+
+    assert run(scenario()).reply == "250 2.0.0 Ok: queued as Q1"
+    assert mailbox.logins == [b"mocd"]
+
+
+def test_the_password_file_replaces_the_password_of_the_url_over_starttls(
+        smtp_server: StartServer, certificate: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    mailbox = Mailbox()
+    server = smtp_server(mailbox, tls_context=server_tls(certificate), require_starttls=True,
+                         authenticator=mailbox.authenticate)  # AUTH only after STARTTLS
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # open_transport: system store
+    mail = MailSettings(url=f"smtp://mocd:old-password@{LOCALHOST}:{server.port}?timeout=5",
+                        password_file=password_file(tmp_path, LOGIN_PASSWORD + "\r\n"))
+
+    async def scenario() -> Delivery:
+        smtp = open_transport(mail, tmp_path / "outbox")
+        assert isinstance(smtp, SmtpTransport)
+        assert smtp.server.tls == "starttls"
+        async with smtp:
+            return await smtp.send(reminder())
+
+    assert run(scenario()).reply == "250 2.0.0 Ok: queued as Q1"
+    assert mailbox.logins == [b"mocd"]
+
+
+def test_the_password_from_the_file_is_never_shown(tmp_path: Path) -> None:
+    mail = MailSettings(url="smtp://mocd@mail.bato.gov.vn:587",
+                        password_file=password_file(tmp_path, "Hunter2pw\n"))
+    smtp = open_transport(mail, tmp_path)
+    assert isinstance(smtp, SmtpTransport)
+    assert smtp.server.password == "Hunter2pw"
+    assert "Hunter2pw" not in repr(smtp.server)
+    assert smtp.server.redacted_url == "smtp://mocd:***@mail.bato.gov.vn:587?tls=starttls"
+
+
+def test_without_mail_url_the_password_file_is_not_read(tmp_path: Path) -> None:
+    mail = MailSettings(password_file=tmp_path / "no-such-file")
+    assert isinstance(open_transport(mail, tmp_path / "outbox"), EmlFileTransport)
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (None, "no such file"),
+    ("directory", "cannot read: Is a directory"),
+    (b"", "empty: write the SMTP password into it"),
+    (b"\n", "empty: write the SMTP password into it"),
+    (b"Hunter2pw\nsecond line\n", "more than one line: it should hold the password only"),
+    (b'[mail]\nurl = "smtp://mocd:Hunter2pw@mail.local"\n',
+     "more than one line: it should hold the password only"),
+    (b"Hunter2pw\xff\xfe", "not valid UTF-8"),
+    (b"Hunter2pw" * 500, "longer than 4096 bytes: it should hold the password only"),
+], ids=["missing", "directory", "empty", "newline-only", "two-lines", "settings-file",
+        "not-utf8", "too-long"])
+def test_a_bad_password_file_is_one_line_naming_setting_and_file(
+        tmp_path: Path, content: bytes | str | None, problem: str) -> None:
+    path = tmp_path / "smtp-password"
+    if content == "directory":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        password_file(tmp_path, content)
+    mail = MailSettings(url="smtp://mocd@mail.local:587", password_file=path)
+    with pytest.raises(UserError) as error:
+        open_transport(mail, tmp_path)
+    assert str(error.value) == f"mail.password_file: {path}: {problem}"
+    assert "Hunter" not in str(error.value)
+
+
+def test_an_unreadable_password_file_says_so(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("running as root: a mode 000 file is still readable "
+                    "(the directory case above covers a read that fails)")
+    path = password_file(tmp_path, "Hunter2pw")
+    path.chmod(0)
+    mail = MailSettings(url="smtp://mocd@mail.local:587", password_file=path)
+    with pytest.raises(UserError, match=r"^mail\.password_file: .*: cannot read: Permission"):
+        open_transport(mail, tmp_path)
+
+
+def test_a_password_file_needs_a_user_in_the_url(tmp_path: Path) -> None:
+    mail = MailSettings(url="smtp://mail.local:587",
+                        password_file=password_file(tmp_path, "Hunter2pw"))
+    with pytest.raises(UserError) as error:
+        open_transport(mail, tmp_path)
+    assert str(error.value) == ("mail.password_file: mail.url names no user to log in as "
+                                "(write smtp://USER@host…)")
+
+
 # --- rate limit ----------------------------------------------------------------------------
 
 
