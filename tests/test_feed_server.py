@@ -465,14 +465,20 @@ def test_healthz_is_json_200_when_healthy_and_503_when_not(feeds: StaticFeeds) -
         assert reply.status == 200
         assert reply.header("Content-Type") == "application/json; charset=utf-8"
         assert json.loads(reply.body) == {
-            "status": "ok", "state": "running", "database": True, "scheduler": True,
-            "last_dispatch": "2024-06-01T09:00:00+07:00",
+            "status": "ok", "state": "running", "waiting": None, "database": True,
+            "scheduler": True, "last_dispatch": "2024-06-01T09:00:00+07:00",
             "config_revision": {"id": 7, "hash": "ab" * 32}}
         report = Health(database=False, scheduler=True, state="running")
         reply = fetch(running.port, "/healthz")
         assert reply.status == 503
         assert json.loads(reply.body)["status"] == "unavailable"
         assert json.loads(reply.body)["database"] is False
+        report = Health(database=True, scheduler=True, state="running",
+                        waiting="the database is locked by another program")
+        reply = fetch(running.port, "/healthz")
+        assert reply.status == 503
+        assert json.loads(reply.body)["status"] == "degraded"
+        assert json.loads(reply.body)["waiting"] == "the database is locked by another program"
     finally:
         running.close()
 
