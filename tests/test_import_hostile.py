@@ -194,18 +194,29 @@ def test_the_docx_limits_are_checked_on_the_zip_members(tmp_path: Path) -> None:
     # Many members: a Word document has a few dozen.
     crowd = [Member.of(f"word/media/image{i}.png", b"x") for i in range(5000)]
     path.write_bytes(write_zip(members + crowd))
-    with pytest.raises(ImportFailure, match=r"holds 5\d{3} files, over the 1,000"):
+    with pytest.raises(ImportFailure, match=r"holds 5,\d{3} files, over the 1,000 limit"):
         read_plan(path)
     # A compression method Word never uses (bzip2 would inflate without bound).
     odd = [*members, Member("word/media/x.bin", b"BZh91AY&SY", 0, 10, zipfile.ZIP_BZIP2)]
     path.write_bytes(write_zip(odd))
     with pytest.raises(ImportFailure, match=r"not a readable \.docx file \(.*compression"):
         read_plan(path)
-    # Honest sizes that add up to too much, each part compressing normally.
-    noise = random.Random(1).randbytes(MiB)
-    big = [*members, *(Member.of(f"word/media/p{i}.bin", noise) for i in range(70))]
+    # Honest sizes that add up to too much, each part compressing as text does (8 times).
+    bits = random.Random(1).randbytes(MiB).translate(bytes(48 + (i & 1) for i in range(256)))
+    part = Member.of("word/media/part.bin", bits)
+    assert 6 < part.size / len(part.data) < 10
+    big = [*members, *(Member(f"word/media/p{i}.bin", part.data, part.crc, part.size)
+                       for i in range(70))]
     path.write_bytes(write_zip(big))
-    with pytest.raises(ImportFailure, match=r"unpacks to 7\d MB, over the 64 MB"):
+    assert path.stat().st_size < text_sources.MAX_FILE_BYTES
+    with pytest.raises(ImportFailure, match=r"the \.docx unpacks to 7\d MB \(word/media/p0"
+                       r"\.bin: 1\.0 MB\), over the 64 MB limit"):
+        read_plan(path)
+    # XML, which lxml parses into a tree many times its size, is held to less.
+    xml = [*members, *(Member(f"word/p{i}.xml", part.data, part.crc, part.size)
+                       for i in range(11))]
+    path.write_bytes(write_zip(xml))
+    with pytest.raises(ImportFailure, match=r"its XML unpacks to 12 MB .*over the 10 MB limit"):
         read_plan(path)
 
 
