@@ -259,6 +259,14 @@ def test_a_text_over_the_length_limit_is_refused(run_cli: RunCli, tmp_path: Path
     assert_one_line(err, path, "characters of text, over the", "limit of mocd import")
 
 
+def test_the_text_limit_counts_what_the_recognisers_will_see(tmp_path: Path) -> None:
+    # NFKC writes "ﷺ" as 18 letters: 300,000 of them are 5.4 million characters.
+    path = tmp_path / "ligatures.txt"
+    path.write_text("Kế hoạch năm 2024 " + "\ufdfa" * 300_000, encoding="utf-8")
+    with pytest.raises(ImportFailure, match=r"5,400,018 characters of text, over the "):
+        read_plan(path)
+
+
 def test_a_docx_and_a_pdf_are_held_to_the_same_text_limit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lines = SEED_TEXTS[1].splitlines()

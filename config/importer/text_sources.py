@@ -44,9 +44,10 @@ MAX_TEXT_CHARS = 5_000_000
 """The longest text handed to the recognisers, in characters (after NFKC).
 
 A 100-page plan is about 300,000 characters. The recognisers are linear in the
-text, about a microsecond a character, and keep a few copies of it (folded,
-normalised): five million characters is a few seconds and a few hundred MB at
-most, and anything longer is not a plan.
+text, about a microsecond a character for plan-like text and three for a text
+that is nothing but dates, and keep a few copies of it (folded, normalised):
+five million characters is a few seconds (15 at worst) and a few hundred MB,
+and anything longer is not a plan.
 """
 
 MAX_DOCX_MEMBERS = 1_000
@@ -107,7 +108,9 @@ class ImportFailure(UserError):
 
 
 def _mb(size: int) -> str:
-    return f"{size / MB:,.0f} MB" if size >= 10 * MB else f"{size / MB:,.1f} MB"
+    """``20 MB``, ``1,074 MB``, ``1.5 MB``."""
+    whole = size >= 10 * MB or size % MB == 0
+    return f"{size / MB:,.0f} MB" if whole else f"{size / MB:,.1f} MB"
 
 
 def read_plan(path: Path) -> str:
@@ -167,10 +170,14 @@ def check_length(text: str, path: Path) -> None:
     if length <= MAX_TEXT_CHARS and not unicodedata.is_normalized("NFKC", text):
         length = len(unicodedata.normalize("NFKC", text))
     if length > MAX_TEXT_CHARS:
-        raise ImportFailure(
-            f"{path}: {length:,} characters of text, over the {MAX_TEXT_CHARS:,}-character "
-            "limit of mocd import: a plan is far shorter; import the plan alone, not a "
-            "collection of documents")
+        raise _too_long(path, length)
+
+
+def _too_long(path: Path, length: int) -> ImportFailure:
+    return ImportFailure(
+        f"{path}: {length:,} characters of text, over the {MAX_TEXT_CHARS:,}-character "
+        "limit of mocd import: a plan is far shorter; import the plan alone, not a "
+        "collection of documents")
 
 
 def plain_text(raw: bytes, path: Path) -> str:
@@ -350,9 +357,9 @@ def pdf_text(raw: bytes, path: Path) -> str:
                         f"over the {_mb(MAX_PDF_PAGE_CONTENT_BYTES)} limit of mocd import: "
                         "is it a plan? Export its text as .txt")
                 pages.append(page.extract_text() or "")
-                length += len(pages[-1]) + 1
+                length += len(pages[-1]) + (number > 1)  # as joined by line breaks
                 if length > MAX_TEXT_CHARS:
-                    check_length("\n".join(pages), path)
+                    raise _too_long(path, length)
         except ImportFailure:
             raise
         except Exception as exc:  # pypdf's errors, and what a damaged file makes of its code
