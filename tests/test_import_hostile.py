@@ -216,6 +216,12 @@ def test_the_docx_limits_are_checked_on_the_zip_members(tmp_path: Path) -> None:
     with pytest.raises(ImportFailure, match=r"the \.docx unpacks to 7\d MB \(word/media/p0"
                        r"\.bin: 1\.0 MB\), over the 64 MB limit"):
         read_plan(path)
+    # Under the limits, but a picture of 30 MB in 30 kB: a bomb all the same.
+    stream, crc, size = deflate_bomb(b"", 30, b"")
+    path.write_bytes(write_zip([*members, Member("word/media/image1.png", stream, crc, size)]))
+    with pytest.raises(ImportFailure, match=r"word/media/image1\.png expands 1,\d{3} times "
+                       r"\(31 MB from \d+ kB\), over the 100 times"):
+        read_plan(path)
     # XML, which lxml parses into a tree many times its size, is held to less.
     xml = [*members, *(Member(f"word/p{i}.xml", part.data, part.crc, part.size)
                        for i in range(11))]

@@ -108,7 +108,9 @@ class ImportFailure(UserError):
 
 
 def _mb(size: int) -> str:
-    """``20 MB``, ``1,074 MB``, ``1.5 MB``."""
+    """``20 MB``, ``1,074 MB``, ``1.5 MB``, ``31 kB``."""
+    if size < MB:
+        return f"{size / 1000:,.0f} kB"
     whole = size >= 10 * MB or size % MB == 0
     return f"{size / MB:,.0f} MB" if whole else f"{size / MB:,.1f} MB"
 
