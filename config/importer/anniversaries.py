@@ -11,7 +11,7 @@ future occurrence.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from config.importer.folding import fold, make_id, restore
@@ -78,6 +78,10 @@ def _noise(title: str) -> int:
 def find_anniversaries(src: SourceText) -> list[FoundAnniversary]:
     """Every anniversary named in the plan, once each, in order of first mention."""
     by_key: dict[tuple[object, ...], FoundAnniversary] = {}
+    # Every mention's quote and span, gathered once at the end (a tuple grown by
+    # copying at each mention is quadratic in the number of mentions).
+    quotes: dict[tuple[object, ...], list[Quote]] = {}
+    spans: dict[tuple[object, ...], list[tuple[int, int]]] = {}
     for m in _ANNIVERSARY.finditer(src.folded):
         title_raw = src.text[m.start("title"):m.end("title")]
         if len(_LETTERS.findall(m["title"])) < 3 or len(title_raw) > _TITLE_LIMIT:
@@ -100,11 +104,12 @@ def find_anniversaries(src: SourceText) -> list[FoundAnniversary]:
         quote = src.quote(m.start(), m.end())
         if key in by_key:
             found = by_key[key]
-            best = title if _noise(title) < _noise(found.title) else found.title
-            by_key[key] = FoundAnniversary(
-                found.n, best, found.origin, found.origin_year,
-                (*found.quotes, quote), (*found.spans, (m.start(), m.end())), found.problems)
+            if _noise(title) < _noise(found.title):
+                by_key[key] = replace(found, title=title)
         else:
-            by_key[key] = FoundAnniversary(n, title, origin, y1, (quote,),
-                                           ((m.start(), m.end()),), tuple(problems))
-    return list(by_key.values())
+            by_key[key] = FoundAnniversary(n, title, origin, y1, (), (), tuple(problems))
+            quotes[key], spans[key] = [], []
+        quotes[key].append(quote)
+        spans[key].append((m.start(), m.end()))
+    return [replace(found, quotes=tuple(quotes[key]), spans=tuple(spans[key]))
+            for key, found in by_key.items()]

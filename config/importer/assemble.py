@@ -74,12 +74,26 @@ class _Units:
         return uid
 
 
-def _unique(base: str, taken: set[str]) -> str:
-    candidate, n = base, 2
+class _Taken(set[str]):
+    """Ids given out, and for each base id the next number to try after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next: dict[str, int] = {}
+
+
+def _unique(base: str, taken: _Taken) -> str:
+    # Numbers already tried for this base were taken then and still are: start after
+    # them, or a plan with thousands of like items is quadratic.
+    candidate, n = base, taken.next.get(base, 2)
+    if n > 2:
+        candidate = f"{base}-{n}"
+        n += 1
     while candidate in taken or candidate in RESERVED_IDS:
         candidate = f"{base}-{n}"
         n += 1
     taken.add(candidate)
+    taken.next[base] = n
     return candidate
 
 
@@ -174,7 +188,7 @@ def draft_plan(text: str, source_name: str, campaign_id: str | None = None) -> D
     campaign = _campaign(src, doc, period, found.milestones, anniversaries, recipients,
                          lead, registry, campaign_id, source_name)
     anniversary_units = campaign.units or ("all",)
-    taken: set[str] = set()
+    taken = _Taken()
     drafted = tuple(_anniversary(a, _unique(a.id, taken), anniversary_units)
                     for a in anniversaries)
     celebrates, note = _celebrated(doc, anniversaries, drafted)
@@ -237,7 +251,7 @@ def _campaign(src: SourceText, doc: DocumentInfo, period: FoundPeriod | None,
     if not units:
         notes.append("TODO: không tìm thấy danh sách \"Nơi nhận\": `units: [all]` gửi cho "
                      "mọi đơn vị")
-    taken: set[str] = set()
+    taken = _Taken()
     milestones: list[DraftMilestone] = []
     draft_period: DraftPeriod | None = None
     if period is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import Literal, cast
 
 from config.importer.patterns import (
     DMY,
@@ -28,6 +28,7 @@ from config.importer.patterns import (
     words,
 )
 from config.importer.source import SourceText
+from config.importer.spans import Spans
 from scheduler.dates import days_in_month
 
 PhraseKind = Literal["day", "month", "quarter", "quarters", "half", "year"]
@@ -133,18 +134,27 @@ def find_dates(src: SourceText, start: int = 0, end: int | None = None, *,
     everywhere ("nhiệm kỳ 2020-2025"), and only some of them are dates.
     """
     stop = len(src.folded) if end is None else end
+    if start == 0 and stop == len(src.folded):  # the whole text: read once (it is immutable)
+        key = ("find_dates", years)
+        if key not in src.memo:
+            src.memo[key] = tuple(_find_dates(src, 0, stop, years))
+        return list(cast(tuple[DatePhrase, ...], src.memo[key]))
+    return _find_dates(src, start, stop, years)
+
+
+def _find_dates(src: SourceText, start: int, stop: int, years: bool) -> list[DatePhrase]:
     found: list[DatePhrase] = []
-    taken: list[tuple[int, int]] = []
+    taken = Spans()
     for kind, pattern in _ORDER:
         if kind == "year" and not years:
             continue
         for m in pattern.finditer(src.folded, start, stop):
-            if any(m.start() < b and a < m.end() for a, b in taken):
+            if taken.overlaps(m.start(), m.end()):
                 continue
             phrase = _read(kind, m)
             if phrase is not None:
                 found.append(phrase)
-                taken.append((m.start(), m.end()))
+                taken.add(m.start(), m.end())
     return sorted(found, key=lambda p: p.start)
 
 

@@ -20,6 +20,14 @@ from config.importer.source import Quote, SourceText
 from config.importer.structure import plain_words, resembles
 
 HEADER_LINES = 30
+HEADER_CHARS = 6000
+"""The header is the first :data:`HEADER_LINES` lines, but no more than this many characters.
+
+The seed plans' headers are 1,300–3,500 characters; a text that is one long
+line would otherwise be all header, searched from every position.
+"""
+TITLE_CHARS = 600
+"""The longest title: a plan's is two to four lines. A longer "title" paragraph is cut."""
 
 #: Document types by their code in the number (``KH-UBND``) and their heading.
 TYPES = {
@@ -104,7 +112,7 @@ class DocumentInfo:
 
 def _header_end(src: SourceText) -> int:
     lines = min(HEADER_LINES, len(src.line_starts))
-    return src.line(lines)[1]
+    return min(src.line(lines)[1], HEADER_CHARS)
 
 
 def _place(src: SourceText, start: int, end: int) -> str | None:
@@ -192,6 +200,9 @@ def _title(src: SourceText, header_end: int) -> dict[str, object]:
     if span is None:
         return out
     start, end = span
+    if end - start > TITLE_CHARS:  # cut between words
+        cut = src.text.rfind(" ", start, start + TITLE_CHARS)
+        end = cut if cut > start else start + TITLE_CHARS
     folded = src.folded[start:end]
     opener = re.match(r"\s*(?:can cu|thuc hien|s[oe]\s*:)", folded)
     if heading_line is None and (opener or not re.search(r"thi dua|phat dong|ke hoach", folded)):
@@ -209,9 +220,12 @@ def _paragraph_from_line(src: SourceText, line: int) -> tuple[int, int] | None:
     if line > total:
         return None
     first = line
-    while line + 1 <= total and src.text[slice(*src.line(line + 1))].strip():
+    start = src.line(first)[0]
+    # Lines are looked at only as far as a title can reach.
+    while (line + 1 <= total and src.line(line)[1] - start <= TITLE_CHARS
+           and src.text[slice(*src.line(line + 1))].strip()):
         line += 1
-    return src.line(first)[0], src.line(line)[1]
+    return start, src.line(line)[1]
 
 
 def _issuer(src: SourceText, place: object) -> dict[str, object] | None:

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import cache, lru_cache
 from importlib import resources
+from itertools import pairwise
 
-from config.importer.patterns import tolerant
+from config.importer.patterns import tolerant, tolerant_first_chars
 
 # OCR look-alikes inside words: what the letter probably was. Applied only in
 # loose comparisons of words that contain a letter ("x4" → "xa", "13p" → "lap").
@@ -57,11 +58,18 @@ _FOLD_TABLE = {code: fold_char(chr(code))
                if fold_char(chr(code)) != chr(code)}
 
 
+# The same as a list indexed by code point (a look-up per character is cheaper in a list
+# than in a dict: a third of the time on a long text); characters past it are left as
+# they are, as str.translate does on a LookupError.
+_FOLD_LIST = [_FOLD_TABLE.get(code, chr(code)) for code in range(max(_FOLD_TABLE) + 1)]
+
+
 def fold(text: str) -> str:
     """``Kỷ niệm 90 năm`` → ``ky niem 90 nam``; same length as ``text``."""
-    return text.translate(_FOLD_TABLE)
+    return text.translate(_FOLD_LIST)
 
 
+@lru_cache(maxsize=65536)
 def loose(word: str) -> str:
     """A folded word with OCR look-alikes replaced (``13p`` → ``lap``, ``x4`` → ``xa``)."""
     folded = fold(word)
@@ -133,9 +141,15 @@ def similar(text_word: str, dictionary_word: str) -> Match:
         return Match.LOOSE  # "td" for "tổ", "chirc" for "chức": OCR's usual vowel misreadings
     if len(target) >= 3:
         allowed = 2 if len(target) >= 7 else 1
-        if levenshtein(guess, target, allowed) <= allowed:
+        if _letters_apart(guess, target) <= allowed and levenshtein(guess, target,
+                                                                   allowed) <= allowed:
             return Match.CLOSE
     return Match.NONE
+
+
+def _letters_apart(a: str, b: str) -> int:
+    """A lower bound of the edit distance: each letter one word lacks costs an edit."""
+    return max(len(set(a) - set(b)), len(set(b) - set(a)))
 
 
 @dataclass(frozen=True)
@@ -185,23 +199,31 @@ class PhraseBook:
             key=lambda p: (-len(p.words), p.folded),
         )
         self._first_words = sorted({p.words[0] for p in self.phrases})
+        self._index = _FirstWords(self._first_words)
+        self._phrases_by_first: dict[str, list[int]] = {}
+        for i, phrase in enumerate(self.phrases):
+            self._phrases_by_first.setdefault(phrase.words[0], []).append(i)
 
     @lru_cache(maxsize=8192)  # noqa: B019 - one book per process (see phrase_book)
-    def _starting_with(self, token: str) -> tuple[Phrase, ...]:
-        firsts = {w for w in self._first_words if similar(token, w) is not Match.NONE}
-        return tuple(p for p in self.phrases if p.words[0] in firsts)
+    def _starting_with(self, token: str) -> tuple[tuple[Phrase, Match], ...]:
+        """The phrases whose first word ``token`` may be, and how well it matches it."""
+        firsts = {w: q for w in self._index.candidates(token)
+                  if (q := similar(token, w)) is not Match.NONE}
+        indices = sorted(i for w in firsts for i in self._phrases_by_first[w])
+        return tuple((self.phrases[i], firsts[self.phrases[i].words[0]]) for i in indices)
 
-    def _match(self, text: str, tokens: list[re.Match[str]], i: int) -> Phrase | None:
-        for phrase in self._starting_with(tokens[i].group()):
+    def _match(self, words: list[str], joined: list[bool], i: int) -> Phrase | None:
+        """The phrase that starts at token ``i``; ``joined[k]``: token k may follow k - 1."""
+        for phrase, first in self._starting_with(words[i]):
             n = len(phrase.words)
-            if i + n > len(tokens):
+            if i + n > len(words):
                 continue
-            exact = close = 0
-            for k, word in enumerate(phrase.words):
-                token = tokens[i + k]
-                if k and not _joinable(text[tokens[i + k - 1].end():token.start()]):
+            exact = int(first is Match.EXACT)
+            close = int(first is Match.CLOSE)
+            for k in range(1, n):
+                if not joined[i + k]:
                     break
-                quality = similar(token.group(), word)
+                quality = similar(words[i + k], phrase.words[k])
                 if quality is Match.NONE:
                     break
                 exact += quality is Match.EXACT
@@ -219,10 +241,12 @@ class PhraseBook:
     def restore(self, text: str) -> str:
         """``Ky ni¢ém 90 nam Ngay truyen thong`` → ``Kỷ niệm 90 năm Ngày truyền thống``."""
         tokens = list(TOKEN.finditer(text))
+        written = [token.group() for token in tokens]
+        joined = [False, *(_joinable(text[a.end():b.start()]) for a, b in pairwise(tokens))]
         words: dict[int, str] = {}
         i = 0
         while i < len(tokens):
-            phrase = self._match(text, tokens, i)
+            phrase = self._match(written, joined, i)
             if phrase is None:
                 i += 1
                 continue
@@ -243,9 +267,80 @@ class PhraseBook:
         return "".join(out)
 
 
+class _FirstWords:
+    """The dictionary's first words, indexed so that a token is compared with few of them.
+
+    :func:`similar` is not NONE only in one of its cases; each is indexed by what
+    it needs, so that :meth:`candidates` is a superset of the words it would
+    accept — which :func:`similar` then checks — at a few dictionary look-ups a
+    token instead of a comparison with every word (a text of novel words, such as
+    OCR noise, made every one of them cost milliseconds):
+
+    * exact and look-alike (``loose``) spellings: by the folded word;
+    * abbreviations: all of them, for tokens that are abbreviations;
+    * symbols standing for vowels (``b¢``): by length;
+    * OCR's vowel misreadings (:func:`~config.importer.patterns.tolerant`): by the
+      characters the word's pattern can begin with;
+    * one or two wrong letters (``levenshtein``): by every string left after
+      deleting up to as many letters as are allowed (a "symmetric delete" index:
+      two strings within edit distance k have a common such string).
+    """
+
+    def __init__(self, words: Iterable[str]) -> None:
+        self.by_fold: dict[str, list[str]] = {}
+        self.abbreviations: list[str] = []
+        self.by_length: dict[int, list[str]] = {}
+        self.by_first: dict[str, list[str]] = {}
+        self.by_deletion: dict[str, list[str]] = {}
+        self.longest = 0
+        for word in words:
+            target = fold(word)
+            self.longest = max(self.longest, len(target))
+            self.by_fold.setdefault(target, []).append(word)
+            if is_abbreviation(word):
+                self.abbreviations.append(word)
+                continue
+            self.by_length.setdefault(len(target), []).append(word)
+            for c in set(tolerant_first_chars(target)):
+                self.by_first.setdefault(c, []).append(word)
+            if len(target) >= 3:
+                allowed = 2 if len(target) >= 7 else 1
+                for variant in _deletions(target, allowed):
+                    self.by_deletion.setdefault(variant, []).append(word)
+
+    def candidates(self, token: str) -> set[str]:
+        folded = fold(token)
+        if len(folded) > self.longest + 3:  # similar(): more than 3 letters off is NONE
+            return set(self.by_fold.get(folded, ()))
+        guess = loose(token)
+        out = {*self.by_fold.get(folded, ()), *self.by_fold.get(guess, ())}
+        if is_abbreviation(token):
+            out.update(self.abbreviations)
+        if _JUNK.search(folded):
+            out.update(self.by_length.get(len(folded) - folded.count("'")
+                                          - folded.count("’"), ()))
+        out.update(self.by_first.get(folded[:1], ()))
+        for variant in _deletions(guess, 2):
+            out.update(self.by_deletion.get(variant, ()))
+        return out
+
+
+def _deletions(word: str, most: int) -> set[str]:
+    """``word`` with up to ``most`` characters deleted (``word`` itself included)."""
+    out = {word}
+    frontier = {word}
+    for _ in range(most):
+        frontier = {w[:i] + w[i + 1:] for w in frontier for i in range(len(w))}
+        out |= frontier
+    return out
+
+
+_JOINING = re.compile(r"[\s,\-–]*")
+
+
 def _joinable(between: str) -> bool:
     """Words of one phrase may be separated by spaces, a line break, a comma or a dash."""
-    return re.fullmatch(r"[\s,\-–]*", between) is not None and between.count(",") <= 1
+    return _JOINING.fullmatch(between) is not None and between.count(",") <= 1
 
 
 def _by_context(tokens: list[re.Match[str]], i: int) -> str | None:
@@ -273,8 +368,15 @@ def phrase_book() -> PhraseBook:
     return PhraseBook(_dictionary_lines("phrases.txt"))
 
 
+@lru_cache(maxsize=16384)
 def restore(text: str) -> str:
-    """Restore diacritics with the shipped dictionary; see :class:`PhraseBook`."""
+    """Restore diacritics with the shipped dictionary; see :class:`PhraseBook`.
+
+    Memoised: a long plan names the same units and repeats the same items, the
+    milestones are read twice (:func:`config.importer.assemble.draft_plan`), and
+    restoring is the recognisers' most expensive step (tens of µs a word). The
+    texts are titles and names, a few hundred characters at most.
+    """
     return phrase_book().restore(text)
 
 

@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -24,7 +26,8 @@ from config.importer.folding import restore
 from config.importer.model import TODO_VALUE, Value
 from config.importer.patterns import NAM, NGAY, compile_folded, w, words
 from config.importer.source import Quote, SourceText
-from config.importer.structure import paragraph, sections, sentence_end
+from config.importer.spans import Spans
+from config.importer.structure import MAX_SENTENCE, paragraph, sections, sentence_end
 from config.importer.units import Assignment, clean_name
 
 TITLE_LIMIT = 200
@@ -36,11 +39,61 @@ _YEARLY_MARK = compile_folded(
     rf"(?P<mark>{words('hang nam', loose=True)})\s*[:,]")
 _BULLET = re.compile(r"^[ \t]*[-–•_](?:[ \t]*[-–•_])*[ \t]*(?=\S)", re.MULTILINE)
 _DAY_MONTH = compile_folded(rf"{NGAY}\s+(?P<d>\d{{1,2}})\s*/\s*(?P<m>\d{{1,2}})(?!\s*/\s*\d)")
-_SUBMIT = compile_folded(
-    rf"(?:{w('gui')}|{w('nop')})\s+(?:{words('ho so')}|{words('bao cao')})[^.;]{{0,160}}?"
+# "gửi hồ sơ … về X (qua Y)": the head, then within 160 characters (no full stop) the
+# tail "về X (qua Y)" or "về X" up to a comma, full stop or "để". Matched in two
+# steps (see _submissions): one pattern made every failing "gửi hồ sơ" retry the tail
+# at each "về" after it, quadratic on a line of them.
+_SUBMIT_HEAD = compile_folded(
+    rf"(?:{w('gui')}|{w('nop')})\s+(?:{words('ho so')}|{words('bao cao')})")
+_SUBMIT_REACH = 160
+_SUBMIT_TAIL = compile_folded(
     rf"\s{w('ve')}\s+(?P<to>[^.;(]{{2,60}}?)\s*(?:\(\s*\*?\s*{w('qua')}\s+"
     rf"(?P<via>[^)*;]{{2,80}}?)\s*\*?\s*\)|(?=[.;,]|\s+{w('de')}\s))"
 )
+_GAP_STOP = re.compile(r"[.;]")
+_VE = compile_folded(rf"\s{w('ve')}")
+
+
+def _submissions(folded: str) -> Iterator[tuple[int, re.Match[str]]]:
+    """Where "gửi hồ sơ … về …" starts, and the match of its tail ("về X (qua Y)").
+
+    What ``head [^.;]{0,160}? tail`` finds with ``finditer``, but each tail is
+    tried once, whichever heads reach it — whether "về X" ends a submission
+    does not depend on what came before it — and a "về" whose tail failed is
+    skipped for good (``after``: the next "về" still worth trying).
+    """
+    ves = [m.start() for m in _VE.finditer(folded)]
+    tails: dict[int, re.Match[str] | None] = {}
+    after = list(range(len(ves) + 1))
+
+    def next_untried(i: int) -> int:
+        root = i
+        while after[root] != root:
+            root = after[root]
+        while after[i] != root:  # path compression
+            after[i], i = root, after[i]
+        return root
+
+    pos = 0
+    while head := _SUBMIT_HEAD.search(folded, pos):
+        stop = _GAP_STOP.search(folded, head.end(), head.end() + _SUBMIT_REACH + 1)
+        reach = stop.start() if stop else head.end() + _SUBMIT_REACH + 1
+        i = next_untried(bisect.bisect_left(ves, head.end()))
+        tail = None
+        while i < len(ves) and ves[i] < reach:
+            if i not in tails:
+                tails[i] = _SUBMIT_TAIL.match(folded, ves[i])
+            if (tail := tails[i]) is not None:
+                break
+            after[i] = i + 1
+            i = next_untried(i + 1)
+        if tail is None:
+            pos = head.start() + 1
+            continue
+        yield head.start(), tail
+        pos = tail.end()
+
+
 # OCR debris between words: a lone capital that is no Roman numeral, symbols with a
 # bracket ("A L]", "theg}").
 _DEBRIS = re.compile(r"(?<=\s)(?:[A-HJ-UWYZ]|\S?[\]\[|}{~^]\S*)(?=\s)")
@@ -74,14 +127,16 @@ def clean_title(raw: str) -> str:
     text = _DEBRIS.sub(" ", f" {text} ").strip()
     text = re.sub(r"[\[\]{}|~^]", "", text)
     text = " ".join(text.split()).strip(" .:;,-–")
+    if len(text) > TITLE_LIMIT + 40:  # restoring costs by the word: restore what is kept
+        text = text[:TITLE_LIMIT + 40].rsplit(" ", 1)[0]
     text = restore(text)
     if len(text) > TITLE_LIMIT:
         text = text[:TITLE_LIMIT].rsplit(" ", 1)[0].rstrip(" ,;:-–") + " …"
     return text[:1].upper() + text[1:]
 
 
-def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
-    return any(span[0] < b and a < span[1] for a, b in spans)
+def _overlaps(span: tuple[int, int], spans: Spans) -> bool:
+    return spans.overlaps(*span)
 
 
 def _year_end(phrase: DatePhrase | None) -> date | None:
@@ -99,10 +154,12 @@ class _Item:
 
 
 def _year_items(src: SourceText, stops: list[int]) -> list[_Item]:
+    """The items of "Năm 2021:" lists, up to the next stop (``stops`` sorted)."""
     marks = list(_YEAR_MARK.finditer(src.folded))
     items: list[_Item] = []
     for i, m in enumerate(marks):
-        limit = min([p for p in stops if p > m.end()] + [len(src.text), m.end() + 3000])
+        at = bisect.bisect_right(stops, m.end())  # the first stop after the mark
+        limit = min([*stops[at:at + 1], len(src.text), m.end() + 3000])
         if i + 1 < len(marks):
             limit = min(limit, marks[i + 1].start())
         bullets = [b.start() for b in _BULLET.finditer(src.text, m.end(), limit)]
@@ -148,13 +205,14 @@ def find_milestones(src: SourceText, *, years: tuple[int, int] | None,
     """
     stops = [s.heading_start for s in sections(src)]
     yearly_marks = list(_YEARLY_MARK.finditer(src.folded))
-    stops += [m.start() for m in yearly_marks]
+    stops = sorted([*stops, *(m.start() for m in yearly_marks)])
     found: list[FoundMilestone] = []
-    used: list[tuple[int, int]] = list(excluded)
+    used = Spans(excluded)
+    excluded_spans = Spans(excluded)
 
     for item in _year_items(src, stops):
         phrases = [p for p in find_dates(src, item.start, item.end)
-                   if not _overlaps((p.start, p.end), excluded)]
+                   if not _overlaps((p.start, p.end), excluded_spans)]
         phrase, context = _pick(src, phrases)
         end = _title_end(src, item.start, phrase, context, item.end)
         quotes = [src.quote(item.start, end)]
@@ -170,7 +228,7 @@ def find_milestones(src: SourceText, *, years: tuple[int, int] | None,
         found.append(FoundMilestone(clean_title(src.text[item.start:end]), when,
                                     (item.start, item.end), tuple(quotes),
                                     year_end=_year_end(phrase)))
-        used.append((item.start, item.end))
+        used.add(item.start, item.end)
 
     first, last = years if years else (None, None)
     for m in yearly_marks:
@@ -179,7 +237,7 @@ def find_milestones(src: SourceText, *, years: tuple[int, int] | None,
         end = sentence_end(src, start, para_end)
         found.append(_yearly(src, src.text[start:end], (m.start("mark"), end), first, last,
                              [src.quote(m.start("mark"), end)]))
-        used.append((m.start(), end))
+        used.add(m.start(), end)
 
     for a in assignments:
         if a.yearly and not _overlaps(a.span, used):
@@ -187,23 +245,23 @@ def find_milestones(src: SourceText, *, years: tuple[int, int] | None,
             first_clause = task.split(";", 1)[0]
             found.append(_yearly(src, first_clause, a.span, first, last, [a.quote], lead=a.lead,
                                  units=a.supporting))
-            used.append(a.span)
+            used.add(*a.span)
 
-    for m in _SUBMIT.finditer(src.folded):
-        if _overlaps((m.start(), m.end()), used):
+    for start, m in _submissions(src.folded):
+        if _overlaps((start, m.end()), used):
             continue
         target = m["via"] or m["to"]
         name_span = (m.start("via"), m.end("via")) if m["via"] else (m.start("to"), m.end("to"))
         end = sentence_end(src, m.end(), paragraph(src, m.end())[1])
-        phrases = [p for p in find_dates(src, m.start(), end)
-                   if not _overlaps((p.start, p.end), excluded)]
+        phrases = [p for p in find_dates(src, start, end)
+                   if not _overlaps((p.start, p.end), excluded_spans)]
         when = (Value(phrases[0].expr) if phrases else
                 Value(TODO_VALUE, todo="hạn gửi (YYYY-MM-DD): văn bản không ghi hạn"))
         found.append(FoundMilestone(
-            clean_title(src.text[m.start():m.end()]), when, (m.start(), m.end()),
-            (src.quote(m.start(), m.end()),),
+            clean_title(src.text[start:m.end()]), when, (start, m.end()),
+            (src.quote(start, m.end()),),
             submit_to=clean_name(src.text[slice(*name_span)]) if target else None))
-        used.append((m.start(), end))
+        used.add(start, end)
 
     unused: list[Quote] = []
     for phrase in find_dates(src):
@@ -224,14 +282,18 @@ def find_milestones(src: SourceText, *, years: tuple[int, int] | None,
             title, Value(phrase.expr), (start, phrase.end),
             (src.quote(start, context), src.quote(context, phrase.end)),
             year_end=_year_end(phrase)))
-        used.append((start, phrase.end))
+        used.add(start, phrase.end)
     found.sort(key=lambda f: f.span[0])
     return Found(found, unused)
 
 
 def _line_around(src: SourceText, phrase: DatePhrase) -> tuple[int, int]:
     """A little of the text before a date, for listing it: "… trong 6 tháng đầu năm 2023"."""
-    line_start = src.text.rfind("\n", 0, phrase.start) + 1
+    # The line's start if it is within reach, else -1: it is further back than 40
+    # characters (the whole line is not searched: it may be the whole text).
+    reach = max(0, phrase.start - 41)
+    newline = src.text.rfind("\n", reach, phrase.start)
+    line_start = newline + 1 if newline >= 0 or reach == 0 else -1
     start = max(line_start, phrase.start - 40)
     if start > line_start:
         space = src.text.find(" ", start, phrase.start)
@@ -239,11 +301,25 @@ def _line_around(src: SourceText, phrase: DatePhrase) -> tuple[int, int]:
     return start, phrase.end
 
 
+_SENTENCE_BREAK = re.compile(r"\.\s+|^[ \t]*[-–•]\s*|;\s+", re.MULTILINE)
+# A character no sentence break can contain: a scan that begins on one finds the same
+# breaks after it as a scan from further back.
+_INSIDE_WORD = re.compile(r"[^\s.;\-–•]")
+
+
 def _sentence_start(src: SourceText, start: int, end: int) -> int:
-    """The start of the last sentence (or list item) in ``text[start:end]``."""
-    best = start
-    for m in re.finditer(r"\.\s+|^[ \t]*[-–•]\s*|;\s+", src.text[start:end], re.MULTILINE):
-        best = start + m.end()
+    """The start of the last sentence (or list item) in ``text[start:end]``.
+
+    Looked for no further back than :data:`MAX_SENTENCE` before ``end``: past
+    that the sentence is cut there, at the start of a word.
+    """
+    scan = start
+    if end - start > MAX_SENTENCE:
+        word = _INSIDE_WORD.search(src.text, end - MAX_SENTENCE, end)
+        scan = word.start() if word else end
+    best = scan
+    for m in _SENTENCE_BREAK.finditer(src.text, scan, end):
+        best = m.end()
     return best
 
 

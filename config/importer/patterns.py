@@ -66,6 +66,16 @@ def tolerant(word: str) -> re.Pattern[str]:
     return re.compile(_word_core(word, False))
 
 
+def tolerant_first_chars(word: str) -> str:
+    """The characters a text word that :func:`tolerant` accepts for ``word`` can begin with."""
+    head = word[:1]
+    if head == "u":
+        return "iuyw"  # (?:ir|[uyw])
+    if head in _VOWELS:
+        return _VOWEL_CLASSES[head].strip("[]")
+    return "dpb" if head == "d" else head
+
+
 def words(text: str, *, loose: bool = False) -> str:
     """Tolerant words separated by any whitespace (line breaks included)."""
     return r"\s+".join(w(part, loose=loose) for part in text.split())

@@ -66,12 +66,18 @@ def heading_starts(src: SourceText) -> list[int]:
 
 
 def paragraph(src: SourceText, offset: int) -> tuple[int, int]:
-    """The paragraph (between blank lines) around an offset."""
-    start = 0
-    for m in _BLANK_LINE.finditer(src.text, 0, offset):
-        start = m.end()
-    after = _BLANK_LINE.search(src.text, offset)
-    return start, after.start() if after else len(src.text)
+    """The paragraph (between blank lines) around an offset (:meth:`SourceText.paragraph`)."""
+    return src.paragraph(offset)
+
+
+MAX_SENTENCE = 3000
+"""The longest sentence, in characters: where a sentence is cut when no full stop ends it.
+
+The seed plans' longest paragraph is 1,353 characters. Without a bound, a text
+with no full stops (a single line, an OCR without punctuation) would make every
+sentence run to the end of the text, and every recogniser that reads one
+sentence per match quadratic.
+"""
 
 
 def sentence_end(src: SourceText, offset: int, limit: int) -> int:
@@ -79,22 +85,32 @@ def sentence_end(src: SourceText, offset: int, limit: int) -> int:
 
     A full stop before a capital, a number or a bullet ends it; so does a blank
     line, unless the text goes on in lower case after it — OCR breaks pages in
-    mid-sentence and leaves short debris lines ("A L]") in between.
+    mid-sentence and leaves short debris lines ("A L]") in between. No sentence
+    runs longer than :data:`MAX_SENTENCE`; each character is looked at a bounded
+    number of times.
     """
     text = src.text
+    limit = min(limit, offset + MAX_SENTENCE)
+    seen = offset  # text[offset:seen] has been looked at for its last printing character
+    last = ""  # … which is this ("" when there is none yet)
+    resolved, first = -1, ""  # a debris walk from at most `resolved` lands on `first`
     for m in _BREAK.finditer(text, offset, limit):
         if m.group().startswith("."):
             return m.start()
-        before = text[offset:m.start()].rstrip()
-        if before.endswith((".", ";", ":")) or not before:
-            return m.start() if before else limit
+        if before := text[seen:m.start()].rstrip():
+            last = before[-1]
+        seen = m.start()
+        if not last or last in ".;:":
+            return m.start() if last else limit
         rest = m.end()
-        while True:  # skip debris paragraphs
-            nxt = _BLANK_LINE.search(text, rest, limit)
-            paragraph_text = text[rest:nxt.start() if nxt else limit].strip()
-            if len(paragraph_text) >= 8 or nxt is None:
-                break
-            rest = nxt.end()
-        if not paragraph_text[:1].islower():
+        if rest > resolved:  # a walk from an earlier break covered the breaks up to there
+            while True:  # skip debris paragraphs
+                nxt = _BLANK_LINE.search(text, rest, limit)
+                paragraph_text = text[rest:nxt.start() if nxt else limit].strip()
+                if len(paragraph_text) >= 8 or nxt is None:
+                    break
+                rest = nxt.end()
+            resolved, first = rest, paragraph_text[:1]
+        if not first.islower():
             return m.start()
     return limit

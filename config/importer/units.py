@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from config.importer.document import RANK
 from config.importer.folding import fold, restore
@@ -50,6 +51,10 @@ _YEARLY = compile_folded(rf"{words('hang nam', loose=True)}")
 _KIND_OF = re.compile(r"^(?:cac\s+)?(phong|so|ban)\s*:\s*", re.IGNORECASE)
 
 
+NAME_LIMIT = 200
+"""The longest unit name, in characters ("Phòng Lao động - Thương binh và Xã hội" is 38)."""
+
+
 @dataclass(frozen=True)
 class FoundUnit:
     """A unit or group named in the plan (by its restored name)."""
@@ -66,11 +71,16 @@ class Assignment:
 
     lead: str
     supporting: tuple[str, ...]
-    task: str
+    task_text: str  # as written, whitespace collapsed
     follow_up: int  # 2: "theo dõi", 1: "đôn đốc", 0: neither
     yearly: bool
     quote: Quote
     span: tuple[int, int]
+
+    @cached_property
+    def task(self) -> str:
+        """The task, diacritics restored: only "hằng năm" tasks become titles, so on demand."""
+        return restore(self.task_text)
 
 
 def clean_name(raw: str) -> str:
@@ -79,6 +89,8 @@ def clean_name(raw: str) -> str:
     text = re.sub(r"\(\s*(?:b\s*/\s*c|để\s+b\s*/\s*c|de\s+b\s*/\s*c)\s*\)", " ", text,
                   flags=re.IGNORECASE)
     text = " ".join(text.split()).strip(" ,.;:-–")
+    if len(text) > NAME_LIMIT:  # no body's name is this long; restore only what may be one
+        text = text[:NAME_LIMIT].rsplit(" ", 1)[0]
     if text.count("(") != text.count(")"):
         text = text.replace("(", " ").replace(")", " ")
         text = " ".join(text.split()).strip(" ,.;:-–")
@@ -193,7 +205,7 @@ def find_assignments(src: SourceText, start: int = 0, end: int | None = None) ->
             supporting = tuple(_split_units(src.text[sm.end():support_end]))
             rest = support_end
         task_raw = src.text[rest:sentence_stop]
-        task = restore(" ".join(task_raw.split()).strip(" ,;:.-"))
+        task = " ".join(task_raw.split()).strip(" ,;:.-")
         follow = (2 if _FOLLOWS_UP.search(src.folded, subject, sentence_stop)
                   else 1 if _URGES.search(src.folded, subject, sentence_stop) else 0)
         yearly = bool(_YEARLY.search(src.folded, subject, sentence_stop))
