@@ -14,6 +14,7 @@ import hashlib
 import logging
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -127,12 +128,27 @@ class Daemon:
             raise
         self.owner_lock = lock
         if engine.dialect.name == "sqlite":
-            upgrade(engine)  # SQLite belongs to this instance: migrate it ourselves
+            self._upgrade_waiting(engine)  # SQLite belongs to this instance: migrate it
         else:
             require_current(engine)
         self.engine = engine
         self.factory = session_factory(engine)
         return self.factory
+
+    def _upgrade_waiting(self, engine: Engine) -> None:
+        """Migrate, waiting (about 5 minutes, with backoff) while another program holds
+        SQLite's write lock: the start then goes on instead of failing."""
+        for delay in (*STORE_BACKOFF, *[STORE_BACKOFF[-1]] * 8):
+            try:
+                upgrade(engine)
+                return
+            except Exception as exc:
+                if store_trouble(exc) != "busy" or self.stop_requested.is_set():
+                    raise
+                log.warning("the database is locked by another program (%s): retrying "
+                            "the start in %d s", str(exc).splitlines()[0], delay)
+                time.sleep(delay)
+        upgrade(engine)
 
     def apply_config(self) -> bool:
         """Load, expand and apply the config; False (and reported) when it is invalid."""
